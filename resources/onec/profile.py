@@ -1,0 +1,161 @@
+"""Mapping profiles (`config/mappings/<name>.yaml`): which 1C objects and fields feed `products`.
+
+One file per 1C configuration (УТ 11.5, УТ 11.4, УНФ, …). A profile may `extends:` another and
+override whole sections. Validated on load; errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from resources.settings import PROJECT_ROOT, ConfigError
+
+MAPPINGS_DIR = PROJECT_ROOT / "config" / "mappings"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProductFields(_Strict):
+    ref: str = "Ref_Key"
+    data_version: str = "DataVersion"
+    deletion_mark: str = "DeletionMark"
+    is_folder: str = "IsFolder"
+    parent: str = "Parent_Key"
+    code: str = "Code"
+    article: str = "Артикул"
+    name: str = "Description"
+    unit: str | None = None
+
+
+class ProductsSection(_Strict):
+    entity_set: str
+    fields: ProductFields
+    sku_rule: list[Literal["article", "code"]] = Field(default_factory=lambda: ["article", "code"])
+
+    @field_validator("sku_rule")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("sku_rule needs at least one of: article, code")
+        return value
+
+
+class ReferenceFields(_Strict):
+    ref: str = "Ref_Key"
+    name: str = "Description"
+    code: str | None = None
+    ratio: str | None = None
+    currency: str | None = None
+    deletion_mark: str | None = None
+    is_folder: str | None = None
+
+
+class ReferenceSection(_Strict):
+    entity_set: str
+    fields: ReferenceFields = Field(default_factory=ReferenceFields)
+
+
+class PriceFields(_Strict):
+    product: str
+    price_type: str
+    price: str
+    package: str | None = None
+    characteristic: str | None = None
+
+
+class PricesSection(_Strict):
+    register: str
+    function: Literal["SliceLast"] = "SliceLast"
+    fields: PriceFields
+
+
+class StockFields(_Strict):
+    product: str
+    warehouse: str
+    quantity: str
+
+
+class StockSection(_Strict):
+    register: str
+    function: Literal["Balance"] = "Balance"
+    dimensions: list[str]
+    fields: StockFields
+
+
+class OrderFields(_Strict):
+    product: str = "Номенклатура_Key"
+    quantity: str = "Количество"
+    price: str = "Цена"
+    amount: str = "Сумма"
+
+
+class OrdersSection(_Strict):
+    entity_set: str
+    rows: str
+    external_number_field: str
+    fields: OrderFields = Field(default_factory=OrderFields)
+
+
+class MappingProfile(_Strict):
+    profile: str
+    description: str = ""
+    extends: str | None = None
+    products: ProductsSection
+    units: ReferenceSection | None = None
+    currencies: ReferenceSection
+    price_types: ReferenceSection
+    prices: PricesSection
+    warehouses: ReferenceSection
+    stock: StockSection
+    orders: OrdersSection | None = None
+    source: str = Field("", exclude=True)
+
+    def entity_sets(self) -> list[str]:
+        """Every entity set the profile reads; each must be in the 1C service document."""
+        sets = [self.products.entity_set, self.currencies.entity_set, self.price_types.entity_set,
+                self.warehouses.entity_set, self.prices.register, self.stock.register]
+        if self.units:
+            sets.append(self.units.entity_set)
+        return sets
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: mapping profile not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_profile(name_or_path: str | Path, mappings_dir: Path = MAPPINGS_DIR) -> MappingProfile:
+    """Load a profile by name (`ut11`) or path, resolving `extends`, and validate it."""
+    candidate = Path(name_or_path)
+    path = candidate if candidate.suffix in (".yaml", ".yml") else mappings_dir / f"{name_or_path}.yaml"
+    data = _read_yaml(path)
+    seen = {path.resolve()}
+    parent_name = data.get("extends")
+    while parent_name:
+        parent_path = path.parent / f"{parent_name}.yaml"
+        if parent_path.resolve() in seen:
+            raise ConfigError(f"{path}: extends: cycle through {parent_name!r}")
+        seen.add(parent_path.resolve())
+        parent = _read_yaml(parent_path)
+        data = {**parent, **data, "extends": parent.get("extends")}
+        parent_name = parent.get("extends")
+    try:
+        profile = MappingProfile.model_validate(data)
+    except ValidationError as exc:
+        details = "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {details}") from None
+    profile.source = str(path)
+    return profile

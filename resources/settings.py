@@ -1,0 +1,152 @@
+"""The integrations config (`config/integrations.yaml`): load, expand `${ENV}`, validate.
+
+Secrets live only in the environment: the YAML names them as `${VAR}` and they are expanded at
+load time, never written back or logged. `${VAR:-default}` gives non-secret defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from resources.store.database import PROJECT_ROOT
+
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "integrations.yaml"
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A config file is missing, malformed or has a bad value; the message names file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LiveAvailabilitySettings(_Strict):
+    enabled: bool = False
+    ttl_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(2.0, gt=0)
+    breaker_fail_max: int = Field(3, ge=1)
+    breaker_reset_seconds: float = Field(30.0, gt=0)
+
+
+class OneCSettings(_Strict):
+    enabled: bool = True
+    api_url: str = "http://127.0.0.1:8081/zeta"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    mapping: str = "ut11"
+    price_type: str = "Розничная"
+    warehouses: list[str] = Field(default_factory=list)
+    page_size: int = Field(1000, ge=1, le=100_000)
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+    server_timezone: str = "Asia/Almaty"
+    live_availability: LiveAvailabilitySettings = Field(default_factory=LiveAvailabilitySettings)
+    order_defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class Bitrix24Settings(_Strict):
+    enabled: bool = True
+    webhook_url: SecretStr = SecretStr("")
+    mapping: str = "bitrix24"
+    rate_per_second: float = Field(2.0, gt=0)
+    burst: int = Field(50, ge=1)
+    timeout_seconds: float = Field(75.0, gt=0)
+
+
+class IntegrationsSettings(_Strict):
+    onec: OneCSettings = Field(default_factory=OneCSettings)
+    bitrix24: Bitrix24Settings = Field(default_factory=Bitrix24Settings)
+
+
+class ScheduleSettings(_Strict):
+    timezone: str = "Asia/Almaty"
+    catalogue_cron: str = "0 * * * *"
+    stock_cron: str = "*/10 * * * *"
+
+    @field_validator("catalogue_cron", "stock_cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"cron string must have 5 fields, got {value!r}")
+        return value
+
+
+class CatalogueSettings(_Strict):
+    max_active_drop: float = Field(0.2, ge=0, le=1)
+    sample_size: int = Field(5, ge=0, le=100)
+
+
+class DatabaseSettings(_Strict):
+    url: str = ""
+
+
+class OutboxSettings(_Strict):
+    max_attempts: int = Field(8, ge=1)
+    backoff_base_seconds: float = Field(30.0, gt=0)
+    backoff_max_seconds: float = Field(3600.0, gt=0)
+    dry_run: bool = False
+
+
+class Settings(_Strict):
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    integrations: IntegrationsSettings = Field(default_factory=IntegrationsSettings)
+    source: str = Field("", exclude=True)
+
+
+def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string of a parsed YAML tree."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+        return _ENV_PATTERN.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
+def config_path_from_env() -> Path:
+    path = Path(os.environ.get("ZETA_CONFIG") or DEFAULT_CONFIG_PATH)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    parts = []
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{key}: {err['msg']}")
+    return f"{path}: " + "; ".join(parts)
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate the integrations config; raise `ConfigError` naming file and key."""
+    cfg_path = Path(path) if path else config_path_from_env()
+    try:
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{cfg_path}: config file not found (set ZETA_CONFIG)") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{cfg_path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{cfg_path}: top level must be a mapping")
+    data = expand_env(raw, environ)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, cfg_path)) from None
+    settings.source = str(cfg_path)
+    env = os.environ if environ is None else environ
+    if env.get("ZETA_DATABASE_URL"):
+        settings.database.url = env["ZETA_DATABASE_URL"]
+    return settings

@@ -1,0 +1,132 @@
+"""Engines for the product/outbox database, SQLite or PostgreSQL, and its migrations.
+
+SQLite needs care to be a real multi-process store: WAL so the bot reads while a sync writes,
+a busy timeout instead of instant "database is locked", and `BEGIN IMMEDIATE` for write
+transactions so two writers queue up instead of failing on a stale snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'zeta.db'}"
+
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def database_url_from_env() -> str:
+    """`ZETA_DATABASE_URL`, else the SQLite file under `var/` in the project."""
+    return os.environ.get("ZETA_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def normalize_url(url: str) -> str:
+    """Make a URL usable: plain `postgresql://` means psycopg2 here (dagster-postgres brings it),
+    and a relative SQLite path is taken from the project root, not from the caller's cwd."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database)
+        if not path.is_absolute():
+            path = PROJECT_ROOT / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(parsed.set(database=str(path)))
+    return url
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """The store: a writer engine (serialised write transactions) and a reader engine."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = normalize_url(url or database_url_from_env())
+        self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.writer = _sqlite_engine(self.url, immediate=True)
+            self.reader = _sqlite_engine(self.url, immediate=False)
+        else:
+            self.writer = create_engine(self.url, pool_pre_ping=True)
+            self.reader = self.writer
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for logs and metadata."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (once per process and URL)."""
+        with _migrate_lock:
+            if self.url in _migrated:
+                return
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            with self.writer.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            _migrated.add(self.url)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on any error."""
+        with self.writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only snapshot (one transaction, so a concurrent publish is seen whole or not at all)."""
+        with self.reader.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if self.reader is not self.writer:
+            self.reader.dispose()
+
+
+_databases: dict[str, Database] = {}
+_db_lock = threading.Lock()
+
+
+def get_database(url: str | None = None, *, migrate: bool = True) -> Database:
+    """A shared `Database` per URL for this process, migrated on first use."""
+    key = normalize_url(url or database_url_from_env())
+    with _db_lock:
+        db = _databases.get(key)
+        if db is None:
+            db = Database(key)
+            _databases[key] = db
+    if migrate:
+        db.migrate()
+    return db

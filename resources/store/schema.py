@@ -1,0 +1,135 @@
+"""Tables of the product/outbox database (SQLAlchemy Core).
+
+The `products` and `product_stock` tables are a public contract (DESIGN.md); the `raw_*` tables
+are staging for extracts, so a 1M-product sync streams through the database instead of memory.
+Schema changes go through Alembic migrations in `resources/store/migrations`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+products = Table(
+    "products",
+    metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("price", Float, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("stock", Float, nullable=False, default=0.0),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("onec_ref", String(36), nullable=False, unique=True),
+    Column("synced_at", DateTime, nullable=False),
+    # extras beyond the contract
+    Column("code", String(64), nullable=True),
+    Column("article", String(128), nullable=True),
+    Column("unit", String(64), nullable=True),
+    Column("group_name", Text, nullable=True),
+    Column("barcode", String(64), nullable=True),
+    Column("deletion_mark", Boolean, nullable=False, default=False),
+    Column("data_version", String(64), nullable=True),
+    Column("content_hash", String(32), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+product_stock = Table(
+    "product_stock",
+    metadata,
+    Column("sku", String(64), ForeignKey("products.sku", ondelete="CASCADE"), primary_key=True),
+    Column("warehouse", String(255), primary_key=True),
+    Column("quantity", Float, nullable=False),
+)
+
+extract_batches = Table(
+    "extract_batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # running | complete | failed
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=True),
+    Column("row_count", Integer, nullable=False, default=0),
+    Column("note", Text, nullable=True),
+    Index("ix_extract_batches_kind_status", "kind", "status", "id"),
+)
+
+raw_catalogue = Table(
+    "raw_catalogue",
+    metadata,
+    Column("batch_id", Integer, nullable=False),
+    Column("ref", String(36), nullable=False),
+    Column("data_version", String(64), nullable=True),
+    Column("deletion_mark", Boolean, nullable=False),
+    Column("parent", String(36), nullable=True),
+    Column("code", String(64), nullable=True),
+    Column("article", String(128), nullable=True),
+    Column("name", Text, nullable=True),
+    Column("unit", String(36), nullable=True),
+    Index("ix_raw_catalogue_batch_ref", "batch_id", "ref"),
+)
+
+raw_prices = Table(
+    "raw_prices",
+    metadata,
+    Column("batch_id", Integer, nullable=False),
+    Column("product", String(36), nullable=False),
+    Column("package", String(36), nullable=True),
+    Column("characteristic", String(36), nullable=True),
+    Column("price", Float, nullable=False),
+    Index("ix_raw_prices_batch_product", "batch_id", "product"),
+)
+
+raw_stock = Table(
+    "raw_stock",
+    metadata,
+    Column("batch_id", Integer, nullable=False),
+    Column("product", String(36), nullable=False),
+    Column("warehouse", String(36), nullable=False),
+    Column("quantity", Float, nullable=False),
+    Index("ix_raw_stock_batch_product", "batch_id", "product"),
+)
+
+# Small reference catalogues read alongside an extract: groups, units, currencies, price types,
+# warehouses. `kind` names which; `extra` holds one kind-specific value (unit ratio, currency ref).
+raw_reference = Table(
+    "raw_reference",
+    metadata,
+    Column("batch_id", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("ref", String(36), nullable=False),
+    Column("code", String(64), nullable=True),
+    Column("name", Text, nullable=True),
+    Column("parent", String(36), nullable=True),
+    Column("extra", Text, nullable=True),
+    Index("ix_raw_reference_batch_kind", "batch_id", "kind", "ref"),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=True),
+    Column("status", String(16), nullable=False),  # success | failed | blocked
+    Column("inserted", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("deactivated", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("active", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+)
