@@ -70,7 +70,7 @@ class PriceFields(_Strict):
 
 
 class PricesSection(_Strict):
-    register: str
+    register_name: str = Field(alias="register")
     function: Literal["SliceLast"] = "SliceLast"
     fields: PriceFields
 
@@ -82,7 +82,7 @@ class StockFields(_Strict):
 
 
 class StockSection(_Strict):
-    register: str
+    register_name: str = Field(alias="register")
     function: Literal["Balance"] = "Balance"
     dimensions: list[str]
     fields: StockFields
@@ -119,7 +119,7 @@ class MappingProfile(_Strict):
     def entity_sets(self) -> list[str]:
         """Every entity set the profile reads; each must be in the 1C service document."""
         sets = [self.products.entity_set, self.currencies.entity_set, self.price_types.entity_set,
-                self.warehouses.entity_set, self.prices.register, self.stock.register]
+                self.warehouses.entity_set, self.prices.register_name, self.stock.register_name]
         if self.units:
             sets.append(self.units.entity_set)
         return sets
