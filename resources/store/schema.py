@@ -118,6 +118,41 @@ raw_reference = Table(
     Index("ix_raw_reference_batch_kind", "batch_id", "kind", "ref"),
 )
 
+# The mapped next version of `products`, built by the candidate step and checked before publish.
+products_next = Table(
+    "products_next",
+    metadata,
+    Column("candidate_id", Integer, primary_key=True),
+    Column("onec_ref", String(36), primary_key=True),
+    Column("sku", String(64), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("price", Float, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("stock", Float, nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    Column("code", String(64), nullable=True),
+    Column("article", String(128), nullable=True),
+    Column("unit", String(64), nullable=True),
+    Column("group_name", Text, nullable=True),
+    Column("barcode", String(64), nullable=True),
+    Column("deletion_mark", Boolean, nullable=False),
+    Column("data_version", String(64), nullable=True),
+    Column("content_hash", String(32), nullable=False),
+    Column("search_text", Text, nullable=True),
+    Column("change", String(8), nullable=True),  # insert | update | same, set at publish
+    Index("ix_products_next_sku", "candidate_id", "sku"),
+)
+
+product_stock_next = Table(
+    "product_stock_next",
+    metadata,
+    Column("candidate_id", Integer, nullable=False),
+    Column("onec_ref", String(36), nullable=False),
+    Column("warehouse", String(255), nullable=False),
+    Column("quantity", Float, nullable=False),
+    Index("ix_product_stock_next_ref", "candidate_id", "onec_ref"),
+)
+
 sync_runs = Table(
     "sync_runs",
     metadata,

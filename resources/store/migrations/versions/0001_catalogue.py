@@ -95,6 +95,36 @@ def upgrade() -> None:
     )
     op.create_index("ix_raw_reference_batch_kind", "raw_reference", ["batch_id", "kind", "ref"])
     op.create_table(
+        "products_next",
+        sa.Column("candidate_id", sa.Integer, primary_key=True),
+        sa.Column("onec_ref", sa.String(36), primary_key=True),
+        sa.Column("sku", sa.String(64), nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("price", sa.Float),
+        sa.Column("currency", sa.String(3)),
+        sa.Column("stock", sa.Float, nullable=False),
+        sa.Column("is_active", sa.Boolean, nullable=False),
+        sa.Column("code", sa.String(64)),
+        sa.Column("article", sa.String(128)),
+        sa.Column("unit", sa.String(64)),
+        sa.Column("group_name", sa.Text),
+        sa.Column("barcode", sa.String(64)),
+        sa.Column("deletion_mark", sa.Boolean, nullable=False),
+        sa.Column("data_version", sa.String(64)),
+        sa.Column("content_hash", sa.String(32), nullable=False),
+        sa.Column("search_text", sa.Text),
+        sa.Column("change", sa.String(8)),
+    )
+    op.create_index("ix_products_next_sku", "products_next", ["candidate_id", "sku"])
+    op.create_table(
+        "product_stock_next",
+        sa.Column("candidate_id", sa.Integer, nullable=False),
+        sa.Column("onec_ref", sa.String(36), nullable=False),
+        sa.Column("warehouse", sa.String(255), nullable=False),
+        sa.Column("quantity", sa.Float, nullable=False),
+    )
+    op.create_index("ix_product_stock_next_ref", "product_stock_next", ["candidate_id", "onec_ref"])
+    op.create_table(
         "sync_runs",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("source", sa.String(32), nullable=False),
@@ -111,6 +141,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("sync_runs", "raw_reference", "raw_stock", "raw_prices", "raw_catalogue",
+    for table in ("sync_runs", "product_stock_next", "products_next", "raw_reference", "raw_stock", "raw_prices", "raw_catalogue",
                   "extract_batches", "product_stock", "products"):
         op.drop_table(table)

@@ -1,0 +1,72 @@
+"""Checks on a candidate before it may replace `products`.
+
+Plain functions returning a `CheckOutcome`; the Dagster asset checks wrap them (blocking, so a
+failed check stops the publish) and the publish step re-runs the shrink guard inside its
+transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+CHECK_UNIQUE_SKUS = "unique_skus"
+CHECK_NO_NEGATIVE_PRICES = "no_negative_prices"
+CHECK_SHRINK_GUARD = "shrink_guard"
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def check_unique_skus(conn: Connection, candidate_id: int) -> CheckOutcome:
+    dupes = conn.execute(text(
+        "SELECT sku, COUNT(*) AS n FROM products_next WHERE candidate_id = :c GROUP BY sku HAVING COUNT(*) > 1 "
+        "ORDER BY n DESC, sku LIMIT 20"), {"c": candidate_id}).all()
+    total = conn.execute(text(
+        "SELECT COUNT(*) FROM (SELECT sku FROM products_next WHERE candidate_id = :c GROUP BY sku "
+        "HAVING COUNT(*) > 1) d"), {"c": candidate_id}).scalar_one()
+    return CheckOutcome(
+        CHECK_UNIQUE_SKUS, total == 0,
+        "every SKU is unique" if total == 0 else f"{total} SKUs occur more than once, e.g. "
+        + ", ".join(f"{s} ×{n}" for s, n in dupes[:5]),
+        {"duplicate_skus": total, "sample": [s for s, _ in dupes]},
+    )
+
+
+def check_no_negative_prices(conn: Connection, candidate_id: int) -> CheckOutcome:
+    bad = conn.execute(text(
+        "SELECT sku, price FROM products_next WHERE candidate_id = :c AND price < 0 ORDER BY sku LIMIT 20"),
+        {"c": candidate_id}).all()
+    total = conn.execute(text("SELECT COUNT(*) FROM products_next WHERE candidate_id = :c AND price < 0"),
+                         {"c": candidate_id}).scalar_one()
+    return CheckOutcome(
+        CHECK_NO_NEGATIVE_PRICES, total == 0,
+        "no negative prices" if total == 0 else f"{total} products have a negative price, e.g. "
+        + ", ".join(f"{s}: {p}" for s, p in bad[:5]),
+        {"negative_prices": total, "sample": [s for s, _ in bad]},
+    )
+
+
+def check_shrink_guard(conn: Connection, candidate_id: int, max_active_drop: float) -> CheckOutcome:
+    """Block a publish that would deactivate more than `max_active_drop` of the active catalogue:
+    a 1C user filter, a truncated read or the wrong profile must not empty the bot's shelf."""
+    current = conn.execute(text("SELECT COUNT(*) FROM products WHERE is_active")).scalar_one()
+    nxt = conn.execute(text("SELECT COUNT(*) FROM products_next WHERE candidate_id = :c AND is_active"),
+                       {"c": candidate_id}).scalar_one()
+    drop = (current - nxt) / current if current else 0.0
+    passed = drop <= max_active_drop
+    return CheckOutcome(
+        CHECK_SHRINK_GUARD, passed,
+        f"active products {current} → {nxt} ({drop:+.1%} drop, limit {max_active_drop:.0%})"
+        if passed else
+        f"active catalogue would shrink from {current} to {nxt} ({drop:.1%} > {max_active_drop:.0%} allowed): "
+        "publish blocked; check the 1C read, or raise catalogue.max_active_drop for a deliberate clean-up",
+        {"active_now": current, "active_next": nxt, "drop_share": round(drop, 4), "limit": max_active_drop},
+    )

@@ -1,0 +1,236 @@
+"""Extract the 1C catalogue, prices and stock into staging batches, page by page.
+
+Plain functions over an `OneCClient`, a `MappingProfile` and the `Database`; the Dagster assets
+call them. A failed extract leaves no rows behind (the batch is marked failed and emptied).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from resources.onec.client import OneCClient, empty_to_none, guid_literal
+from resources.onec.errors import OneCBadResponse, OneCConfigError
+from resources.onec.profile import MappingProfile, ReferenceSection
+from resources.store.database import Database
+from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock
+
+from .staging import complete_batch, fail_batch, insert_rows, open_batch
+
+logger = logging.getLogger("integrations.onec")
+
+ISO_4217_NUMERIC = {
+    "398": "KZT", "643": "RUB", "840": "USD", "978": "EUR", "156": "CNY", "417": "KGS", "860": "UZS",
+    "933": "BYN", "051": "AMD", "944": "AZN", "981": "GEL", "972": "TJS", "934": "TMT", "826": "GBP",
+    "392": "JPY", "949": "TRY", "356": "INR", "784": "AED",
+}
+
+
+@dataclass
+class ExtractResult:
+    kind: str
+    batch_id: int
+    rows: int
+    pages: int = 0
+    seconds: float = 0.0
+    note: dict[str, Any] = field(default_factory=dict)
+
+
+def currency_letters(code: str | None, description: str | None) -> str | None:
+    """ISO letters from `Catalog_Валюты`: the numeric `Code` first, `Description` only as a fallback."""
+    numeric = (code or "").strip()
+    if numeric.isdigit():
+        return ISO_4217_NUMERIC.get(numeric.zfill(3))
+    desc = (description or "").strip().upper()
+    return desc if len(desc) == 3 and desc.isascii() and desc.isalpha() else None
+
+
+def _field(item: dict[str, Any], name: str, entity_set: str) -> Any:
+    try:
+        return item[name]
+    except KeyError:
+        raise OneCBadResponse(
+            f"1C: {entity_set} rows have no field {name!r}: check the mapping profile's field names "
+            f"against this base's $metadata") from None
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _staged(db: Database, kind: str, work: Callable[[int], ExtractResult]) -> ExtractResult:
+    batch_id = open_batch(db, kind)
+    started = time.perf_counter()
+    try:
+        result = work(batch_id)
+    except BaseException as exc:
+        fail_batch(db, batch_id, f"{type(exc).__name__}: {exc}")
+        raise
+    result.seconds = time.perf_counter() - started
+    complete_batch(db, batch_id, result.rows, result.note)
+    logger.info("1C %s extract: %d rows in %d pages, %.2fs", kind, result.rows, result.pages, result.seconds)
+    return result
+
+
+def _reference_rows(client: OneCClient, section: ReferenceSection, page_size: int, *,
+                    filter_: str | None = None) -> Iterator[dict[str, Any]]:
+    f = section.fields
+    select = [f.ref, f.name] + [x for x in (f.code, f.ratio, f.currency, f.deletion_mark) if x]
+    for page in client.iter_pages(section.entity_set, page_size=page_size, select=select, filter_=filter_):
+        for item in page:
+            yield {
+                "ref": _field(item, f.ref, section.entity_set),
+                "name": (item.get(f.name) or "").strip(),
+                "code": str(item.get(f.code) or "").strip() if f.code else None,
+                "ratio": item.get(f.ratio) if f.ratio else None,
+                "currency": empty_to_none(item.get(f.currency)) if f.currency else None,
+                "deletion_mark": bool(item.get(f.deletion_mark)) if f.deletion_mark else False,
+            }
+
+
+def _stage_reference(db: Database, batch_id: int, kind: str, rows: Iterable[dict[str, Any]],
+                     extra_key: str | None = None) -> list[dict[str, Any]]:
+    rows = list(rows)
+    insert_rows(db, raw_reference, [
+        {"batch_id": batch_id, "kind": kind, "ref": r["ref"], "code": r.get("code"), "name": r["name"],
+         "parent": r.get("parent"), "extra": None if extra_key is None or r.get(extra_key) is None
+         else str(r[extra_key])}
+        for r in rows])
+    return rows
+
+
+def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database, page_size: int) -> ExtractResult:
+    """Products (non-folders), their groups and units into a `catalogue` batch."""
+    section = profile.products
+    f = section.fields
+    client.check_entity_sets(profile.entity_sets())
+
+    def work(batch_id: int) -> ExtractResult:
+        groups = client.iter_pages(section.entity_set, page_size=page_size, select=[f.ref, f.name, f.parent],
+                                   filter_=f"{f.is_folder} eq true")
+        _stage_reference(db, batch_id, "group", (
+            {"ref": g[f.ref], "name": (g.get(f.name) or "").strip(), "parent": empty_to_none(g.get(f.parent))}
+            for page in groups for g in page))
+        if profile.units:
+            _stage_reference(db, batch_id, "unit", _reference_rows(client, profile.units, page_size), "ratio")
+        select = [f.ref, f.data_version, f.deletion_mark, f.parent, f.code, f.article, f.name]
+        if f.unit:
+            select.append(f.unit)
+        rows = pages = 0
+        for page in client.iter_pages(section.entity_set, page_size=page_size, select=select,
+                                      filter_=f"{f.is_folder} eq false"):
+            es = section.entity_set
+            insert_rows(db, raw_catalogue, [{
+                "batch_id": batch_id,
+                "ref": _field(item, f.ref, es),
+                "data_version": item.get(f.data_version),
+                "deletion_mark": bool(_field(item, f.deletion_mark, es)),
+                "parent": empty_to_none(item.get(f.parent)),
+                "code": str(_field(item, f.code, es) or "").strip(),
+                "article": str(item.get(f.article) or "").strip(),
+                "name": " ".join(str(_field(item, f.name, es) or "").split()),
+                "unit": empty_to_none(item.get(f.unit)) if f.unit else None,
+            } for item in page])
+            rows += len(page)
+            pages += 1
+        return ExtractResult("catalogue", batch_id, rows, pages, note={"profile": profile.profile})
+
+    return _staged(db, "catalogue", work)
+
+
+def resolve_price_type(client: OneCClient, profile: MappingProfile, name: str, page_size: int) -> dict[str, Any]:
+    """The configured price type by name (trimmed, case-folded); a clear error when absent."""
+    types = list(_reference_rows(client, profile.price_types, page_size))
+    matches = [t for t in types if _norm(t["name"]) == _norm(name)]
+    live = [t for t in matches if not t["deletion_mark"]] or matches
+    if not live:
+        names = ", ".join(sorted({t["name"] for t in types})) or "none"
+        raise OneCConfigError(f"1C price type {name!r} not found in {profile.price_types.entity_set} "
+                              f"(available: {names}): set integrations.onec.price_type")
+    return live[0]
+
+
+def extract_prices(client: OneCClient, profile: MappingProfile, db: Database, price_type: str,
+                   page_size: int) -> ExtractResult:
+    """Current prices of one price type (`SliceLast` as of now) into a `prices` batch."""
+    section = profile.prices
+    f = section.fields
+
+    def work(batch_id: int) -> ExtractResult:
+        ptype = resolve_price_type(client, profile, price_type, page_size)
+        currencies = {c["ref"]: c for c in _reference_rows(client, profile.currencies, page_size)}
+        cur = currencies.get(ptype["currency"] or "")
+        letters = currency_letters(cur["code"], cur["name"]) if cur else None
+        if cur and letters is None:
+            logger.warning("1C currency %r (code %r) has no ISO 4217 mapping", cur["name"], cur["code"])
+        _stage_reference(db, batch_id, "price_type", [{**ptype, "code": letters}])
+        path = client.virtual_table_path(
+            section.register_name, section.function, Period=client.server_now(),
+            Condition=f"'{f.price_type} eq {guid_literal(ptype['ref'])}'")
+        select = [f.product, f.price] + [x for x in (f.package, f.characteristic) if x]
+        rows = pages = 0
+        for page in client.iter_pages(section.register_name, page_size=page_size, select=select, path=path,
+                                      orderby=",".join(select[:1] + select[2:])):
+            es = section.register_name
+            insert_rows(db, raw_prices, [{
+                "batch_id": batch_id,
+                "product": _field(item, f.product, es),
+                "package": empty_to_none(item.get(f.package)) if f.package else None,
+                "characteristic": empty_to_none(item.get(f.characteristic)) if f.characteristic else None,
+                "price": float(_field(item, f.price, es) or 0),
+            } for item in page])
+            rows += len(page)
+            pages += 1
+        return ExtractResult("prices", batch_id, rows, pages,
+                             note={"price_type": ptype["name"], "price_type_ref": ptype["ref"], "currency": letters})
+
+    return _staged(db, "prices", work)
+
+
+def resolve_warehouses(all_warehouses: list[dict[str, Any]], wanted: list[str], entity_set: str) -> set[str] | None:
+    """Refs of the configured warehouse names, or None for "all"; unknown names are an error."""
+    if not wanted:
+        return None
+    by_name = {_norm(w["name"]): w["ref"] for w in all_warehouses}
+    missing = [n for n in wanted if _norm(n) not in by_name]
+    if missing:
+        names = ", ".join(sorted(w["name"] for w in all_warehouses)) or "none"
+        raise OneCConfigError(f"1C warehouses {missing} not found in {entity_set} (available: {names}): "
+                              "fix integrations.onec.warehouses")
+    return {by_name[_norm(n)] for n in wanted}
+
+
+def extract_stock(client: OneCClient, profile: MappingProfile, db: Database, warehouses: list[str],
+                  page_size: int) -> ExtractResult:
+    """Current balances over the configured warehouses (`Balance` as of now) into a `stock` batch."""
+    section = profile.stock
+    f = section.fields
+
+    def work(batch_id: int) -> ExtractResult:
+        all_wh = _stage_reference(db, batch_id, "warehouse",
+                                  _reference_rows(client, profile.warehouses, page_size))
+        included = resolve_warehouses(all_wh, warehouses, profile.warehouses.entity_set)
+        path = client.virtual_table_path(section.register_name, section.function, Period=client.server_now(),
+                                         Dimensions="'" + ",".join(section.dimensions) + "'")
+        rows = pages = 0
+        for page in client.iter_pages(section.register_name, page_size=page_size, path=path,
+                                      select=[f.product, f.warehouse, f.quantity],
+                                      orderby=f"{f.product},{f.warehouse}"):
+            es = section.register_name
+            batch = []
+            for item in page:
+                wh = _field(item, f.warehouse, es)
+                if included is not None and wh not in included:
+                    continue
+                batch.append({"batch_id": batch_id, "product": _field(item, f.product, es), "warehouse": wh,
+                              "quantity": float(_field(item, f.quantity, es) or 0)})
+            insert_rows(db, raw_stock, batch)
+            rows += len(batch)
+            pages += 1
+        return ExtractResult("stock", batch_id, rows, pages,
+                             note={"warehouses": warehouses or "all"})
+
+    return _staged(db, "stock", work)

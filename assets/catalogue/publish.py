@@ -1,0 +1,157 @@
+"""Swap a checked candidate into `products` / `product_stock` in one transaction.
+
+The bot reads `products` at any moment; it must see the old catalogue or the new one, never a
+mix. Only rows whose content hash changed are rewritten; products that vanished from 1C become
+inactive (never deleted); `synced_at` of every confirmed row moves to this sync's time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, inspect, text, update
+
+from resources.store.database import Database
+from resources.store.schema import sync_runs
+
+from .checks import check_shrink_guard
+from .staging import utcnow
+
+logger = logging.getLogger("integrations.onec")
+
+_PUBLISHED_COLUMNS = ["sku", "name", "price", "currency", "stock", "is_active", "onec_ref", "code", "article",
+                      "unit", "group_name", "barcode", "deletion_mark", "data_version", "content_hash"]
+VANISHED_HASH = "vanished"
+
+
+class ShrinkGuardError(RuntimeError):
+    """The publish would deactivate more of the active catalogue than allowed."""
+
+
+@dataclass
+class PublishResult:
+    candidate_id: int
+    inserted: int = 0
+    updated: int = 0
+    deactivated: int = 0
+    unchanged: int = 0
+    active: int = 0
+    total: int = 0
+    seconds: float = 0.0
+    synced_at: datetime | None = None
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rows_written(self) -> int:
+        return self.inserted + self.updated + self.deactivated
+
+
+def _columns(db: Database) -> list[str]:
+    """Published columns, plus `search_text` once the search migration has added it."""
+    existing = {c["name"] for c in inspect(db.reader).get_columns("products")}
+    return _PUBLISHED_COLUMNS + (["search_text"] if "search_text" in existing else [])
+
+
+def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float | None = None,
+                      sample_size: int = 5, source: str = "onec") -> PublishResult:
+    """Publish one candidate; raise `ShrinkGuardError` (and write nothing) when the guard trips."""
+    started = time.perf_counter()
+    now = utcnow()
+    cols = _columns(db)
+    c = {"c": candidate_id, "now": now}
+    result = PublishResult(candidate_id, synced_at=now)
+    run_id = _start_run(db, source, now)
+    try:
+        with db.write() as conn:
+            if max_active_drop is not None:
+                guard = check_shrink_guard(conn, candidate_id, max_active_drop)
+                if not guard.passed:
+                    raise ShrinkGuardError(guard.description)
+            conn.execute(text("""
+                UPDATE products_next SET change = CASE
+                    WHEN NOT EXISTS (SELECT 1 FROM products p WHERE p.onec_ref = products_next.onec_ref) THEN 'insert'
+                    WHEN EXISTS (SELECT 1 FROM products p WHERE p.onec_ref = products_next.onec_ref
+                                 AND p.content_hash = products_next.content_hash) THEN 'same'
+                    ELSE 'update' END
+                WHERE candidate_id = :c"""), c)
+            counts = dict(conn.execute(text(
+                "SELECT change, COUNT(*) FROM products_next WHERE candidate_id = :c GROUP BY change"), c).all())
+            result.inserted, result.unchanged = counts.get("insert", 0), counts.get("same", 0)
+            became_inactive = conn.execute(text("""
+                SELECT COUNT(*) FROM products_next n JOIN products p ON p.onec_ref = n.onec_ref
+                WHERE n.candidate_id = :c AND p.is_active AND NOT n.is_active"""), c).scalar_one()
+            result.updated = counts.get("update", 0) - became_inactive
+            # A product whose SKU changed, or a SKU that moved to another 1C product: drop the old row
+            # so the upsert below can take the key (stock rows go with it by the foreign key).
+            conn.execute(text("""
+                DELETE FROM products WHERE onec_ref IN (
+                    SELECT n.onec_ref FROM products_next n JOIN products p ON p.onec_ref = n.onec_ref
+                    WHERE n.candidate_id = :c AND n.change = 'update' AND p.sku <> n.sku)"""), c)
+            conn.execute(text("""
+                DELETE FROM products WHERE sku IN (
+                    SELECT n.sku FROM products_next n JOIN products p ON p.sku = n.sku
+                    WHERE n.candidate_id = :c AND n.change <> 'same' AND p.onec_ref <> n.onec_ref)"""), c)
+            col_list = ", ".join(cols)
+            set_list = ", ".join(f"{col} = excluded.{col}" for col in cols if col != "sku")
+            conn.execute(text(f"""
+                INSERT INTO products ({col_list}, synced_at, updated_at)
+                SELECT {col_list}, :now, :now FROM products_next WHERE candidate_id = :c AND change <> 'same'
+                ON CONFLICT (sku) DO UPDATE SET {set_list}, synced_at = excluded.synced_at,
+                    updated_at = excluded.updated_at"""), c)
+            conn.execute(text("""
+                DELETE FROM product_stock WHERE sku IN (
+                    SELECT sku FROM products_next WHERE candidate_id = :c AND change <> 'same')"""), c)
+            conn.execute(text("""
+                INSERT INTO product_stock (sku, warehouse, quantity)
+                SELECT n.sku, s.warehouse, s.quantity FROM product_stock_next s
+                JOIN products_next n ON n.candidate_id = s.candidate_id AND n.onec_ref = s.onec_ref
+                WHERE s.candidate_id = :c AND n.change <> 'same'"""), c)
+            vanished = conn.execute(text(f"""
+                UPDATE products SET is_active = false, stock = 0, content_hash = '{VANISHED_HASH}', updated_at = :now
+                WHERE is_active AND NOT EXISTS (
+                    SELECT 1 FROM products_next n WHERE n.candidate_id = :c AND n.onec_ref = products.onec_ref)"""), c)
+            conn.execute(text(f"""
+                DELETE FROM product_stock WHERE sku IN (SELECT sku FROM products WHERE content_hash = '{VANISHED_HASH}')
+            """))
+            result.deactivated = became_inactive + (vanished.rowcount or 0)
+            # Confirmation time of every row this sync saw; content columns stay untouched.
+            conn.execute(text("""
+                UPDATE products SET synced_at = :now WHERE synced_at <> :now AND onec_ref IN (
+                    SELECT onec_ref FROM products_next WHERE candidate_id = :c)"""), c)
+            result.active = conn.execute(text("SELECT COUNT(*) FROM products WHERE is_active")).scalar_one()
+            result.total = conn.execute(text("SELECT COUNT(*) FROM products")).scalar_one()
+            if sample_size:
+                result.sample = [dict(r) for r in conn.execute(text(
+                    "SELECT sku, name, price, currency, stock, is_active FROM products_next "
+                    "WHERE candidate_id = :c AND change <> 'same' ORDER BY sku LIMIT :n"),
+                    {**c, "n": sample_size}).mappings()]
+    except BaseException as exc:
+        _finish_run(db, run_id, "blocked" if isinstance(exc, ShrinkGuardError) else "failed",
+                    error=f"{type(exc).__name__}: {exc}")
+        raise
+    result.seconds = time.perf_counter() - started
+    _finish_run(db, run_id, "success", result=result)
+    logger.info("published candidate %d: +%d ~%d -%d =%d in %.2fs", candidate_id, result.inserted,
+                result.updated, result.deactivated, result.unchanged, result.seconds)
+    return result
+
+
+def _start_run(db: Database, source: str, now: datetime) -> int:
+    with db.write() as conn:
+        res = conn.execute(insert(sync_runs).values(source=source, started_at=now, status="running", inserted=0,
+                                                    updated=0, deactivated=0, unchanged=0, active=0))
+        return int(res.inserted_primary_key[0])
+
+
+def _finish_run(db: Database, run_id: int, status: str, *, result: PublishResult | None = None,
+                error: str | None = None) -> None:
+    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
+    if result:
+        values.update(inserted=result.inserted, updated=result.updated, deactivated=result.deactivated,
+                      unchanged=result.unchanged, active=result.active)
+    with db.write() as conn:
+        conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))

@@ -1,0 +1,114 @@
+"""Extract batches: raw 1C rows staged in the database, one batch per extract run.
+
+Staging lets a 1M-product sync stream page by page instead of holding the catalogue in memory,
+and lets the stock refresh re-map against the last complete catalogue without re-reading it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, delete, insert, select, update
+
+from resources.store.database import Database
+from resources.store.schema import (
+    extract_batches,
+    product_stock_next,
+    products_next,
+    raw_catalogue,
+    raw_prices,
+    raw_reference,
+    raw_stock,
+)
+
+# The staging tables of each batch kind and the column that names the batch in them.
+RAW_TABLES: dict[str, list[tuple[Table, str]]] = {
+    "catalogue": [(raw_catalogue, "batch_id"), (raw_reference, "batch_id")],
+    "prices": [(raw_prices, "batch_id"), (raw_reference, "batch_id")],
+    "stock": [(raw_stock, "batch_id"), (raw_reference, "batch_id")],
+    "candidate": [(products_next, "candidate_id"), (product_stock_next, "candidate_id")],
+}
+KEEP_COMPLETE_BATCHES = 2
+
+
+class MissingExtractError(RuntimeError):
+    """No complete extract of a kind exists yet: materialize its asset first."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    id: int
+    kind: str
+    row_count: int
+    note: dict[str, Any]
+    finished_at: datetime | None = None
+
+
+def open_batch(db: Database, kind: str) -> int:
+    with db.write() as conn:
+        result = conn.execute(insert(extract_batches).values(kind=kind, status="running", started_at=utcnow(),
+                                                             row_count=0))
+        return int(result.inserted_primary_key[0])
+
+
+def insert_rows(db: Database, table: Table, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        with db.write() as conn:
+            conn.execute(insert(table), rows)
+
+
+def complete_batch(db: Database, batch_id: int, row_count: int, note: dict[str, Any] | None = None) -> BatchInfo:
+    with db.write() as conn:
+        conn.execute(update(extract_batches).where(extract_batches.c.id == batch_id).values(
+            status="complete", finished_at=utcnow(), row_count=row_count,
+            note=json.dumps(note or {}, ensure_ascii=False)))
+        kind = conn.execute(select(extract_batches.c.kind).where(extract_batches.c.id == batch_id)).scalar_one()
+    prune_batches(db, kind)
+    return BatchInfo(batch_id, kind, row_count, note or {})
+
+
+def fail_batch(db: Database, batch_id: int, error: str) -> None:
+    """Mark a batch failed and drop its rows: a partial read is never used."""
+    with db.write() as conn:
+        kind = conn.execute(select(extract_batches.c.kind).where(extract_batches.c.id == batch_id)).scalar_one()
+        for table, column in RAW_TABLES[kind]:
+            conn.execute(delete(table).where(table.c[column] == batch_id))
+        conn.execute(update(extract_batches).where(extract_batches.c.id == batch_id).values(
+            status="failed", finished_at=utcnow(), note=json.dumps({"error": error[:2000]}, ensure_ascii=False)))
+
+
+def prune_batches(db: Database, kind: str) -> None:
+    """Keep the newest complete batches of a kind (a concurrent reader may still use the older one)."""
+    with db.write() as conn:
+        keep = [r for (r,) in conn.execute(
+            select(extract_batches.c.id).where(and_(extract_batches.c.kind == kind,
+                                                    extract_batches.c.status == "complete"))
+            .order_by(extract_batches.c.id.desc()).limit(KEEP_COMPLETE_BATCHES))]
+        if not keep:
+            return
+        oldest_kept = min(keep)
+        stale = [r for (r,) in conn.execute(
+            select(extract_batches.c.id).where(and_(extract_batches.c.kind == kind,
+                                                    extract_batches.c.id < oldest_kept,
+                                                    extract_batches.c.status != "pruned")))]
+        for table, column in RAW_TABLES[kind]:
+            if stale:
+                conn.execute(delete(table).where(table.c[column].in_(stale)))
+        if stale:
+            conn.execute(update(extract_batches).where(extract_batches.c.id.in_(stale)).values(status="pruned"))
+
+
+def latest_batch(conn: Connection, kind: str) -> BatchInfo:
+    row = conn.execute(
+        select(extract_batches).where(and_(extract_batches.c.kind == kind, extract_batches.c.status == "complete"))
+        .order_by(extract_batches.c.id.desc()).limit(1)).mappings().first()
+    if row is None:
+        raise MissingExtractError(f"no complete 1C {kind} extract yet: materialize the onec_{kind}_raw asset first")
+    return BatchInfo(row["id"], kind, row["row_count"], json.loads(row["note"] or "{}"), row["finished_at"])

@@ -1,0 +1,71 @@
+"""The whole catalogue sync as one plain call: extract → candidate → checks → publish.
+
+The Dagster assets run the same steps one by one; `integration_manager.sync_all()` and the
+benchmark call this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from resources.onec.client import OneCClient
+from resources.onec.profile import MappingProfile
+from resources.store.database import Database
+
+from .candidate import CandidateResult, build_candidate
+from .checks import CheckOutcome, check_no_negative_prices, check_shrink_guard, check_unique_skus
+from .extract import ExtractResult, extract_catalogue, extract_prices, extract_stock
+from .publish import PublishResult, publish_candidate
+
+
+class CandidateCheckError(RuntimeError):
+    """A blocking check failed; nothing was published."""
+
+
+@dataclass
+class SyncOptions:
+    price_type: str = "Розничная"
+    warehouses: tuple[str, ...] = ()
+    page_size: int = 1000
+    max_active_drop: float = 0.2
+    sample_size: int = 5
+
+
+@dataclass
+class SyncResult:
+    extracts: dict[str, ExtractResult]
+    candidate: CandidateResult
+    checks: list[CheckOutcome]
+    publish: PublishResult
+
+
+def search_text_function():  # noqa: ANN201 - optional feature
+    """The search index's row text builder, when the search package is installed."""
+    try:
+        from resources.store.search import search_text  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return search_text
+
+
+def run_candidate_checks(db: Database, candidate_id: int, max_active_drop: float) -> list[CheckOutcome]:
+    with db.read() as conn:
+        return [check_unique_skus(conn, candidate_id), check_no_negative_prices(conn, candidate_id),
+                check_shrink_guard(conn, candidate_id, max_active_drop)]
+
+
+def run_catalogue_sync(client: OneCClient, profile: MappingProfile, db: Database,
+                       options: SyncOptions) -> SyncResult:
+    extracts = {
+        "catalogue": extract_catalogue(client, profile, db, options.page_size),
+        "prices": extract_prices(client, profile, db, options.price_type, options.page_size),
+        "stock": extract_stock(client, profile, db, list(options.warehouses), options.page_size),
+    }
+    candidate = build_candidate(db, profile, search_text=search_text_function())
+    checks = run_candidate_checks(db, candidate.candidate_id, options.max_active_drop)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise CandidateCheckError("; ".join(c.description for c in failed))
+    publish = publish_candidate(db, candidate.candidate_id, max_active_drop=options.max_active_drop,
+                                sample_size=options.sample_size)
+    return SyncResult(extracts, candidate, checks, publish)

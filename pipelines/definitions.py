@@ -1,0 +1,37 @@
+"""The Dagster code location of ZETA Sync: `dagster … -m pipelines.definitions`."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, EnvVar
+
+from assets.catalogue.assets import CATALOGUE_ASSETS, CATALOGUE_CHECKS, CatalogueRulesResource
+from pipelines.catalogue import catalogue_schedules, catalogue_sync_job, stock_refresh_job
+from resources.onec.resource import OneCResource
+from resources.settings import load_settings
+from resources.store.resource import StoreResource
+
+
+def build_definitions() -> Definitions:
+    settings = load_settings()
+    onec = settings.integrations.onec
+    # Secrets reach Dagster as EnvVar references: the UI and run metadata show the name only.
+    onec_resource = OneCResource.from_settings(onec, password=EnvVar("ONEC_PASSWORD"))
+    store = StoreResource(database_url=EnvVar("ZETA_DATABASE_URL") if os.environ.get("ZETA_DATABASE_URL")
+                          else settings.database.url)
+    return Definitions(
+        assets=CATALOGUE_ASSETS,
+        asset_checks=CATALOGUE_CHECKS,
+        jobs=[catalogue_sync_job, stock_refresh_job],
+        schedules=catalogue_schedules(settings.schedules),
+        resources={
+            "onec": onec_resource,
+            "store": store,
+            "catalogue_rules": CatalogueRulesResource(max_active_drop=settings.catalogue.max_active_drop,
+                                                      sample_size=settings.catalogue.sample_size),
+        },
+    )
+
+
+defs = build_definitions()
