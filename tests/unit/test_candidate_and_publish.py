@@ -1,0 +1,147 @@
+"""Mapping and publish rules on staged rows in a real SQLite file (no HTTP)."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from assets.catalogue.candidate import build_candidate
+from assets.catalogue.checks import check_no_negative_prices, check_shrink_guard, check_unique_skus
+from assets.catalogue.publish import ShrinkGuardError, publish_candidate
+from assets.catalogue.staging import MissingExtractError, complete_batch, insert_rows, open_batch
+from resources.onec.profile import load_profile
+from resources.store.database import Database
+from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock
+
+PROFILE = load_profile("ut11")
+WH = {"w1": "Основной склад", "w2": "Склад Алматы", "w3": "Склад Астана"}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    d = Database(f"sqlite:///{tmp_path / 'zeta.db'}")
+    d.migrate()
+    return d
+
+
+def stage(db: Database, products: list[dict], prices: list[tuple], stock: list[tuple],
+          units: dict[str, float] | None = None) -> None:
+    cb = open_batch(db, "catalogue")
+    insert_rows(db, raw_catalogue, [{"batch_id": cb, "data_version": "AAA=", "parent": "g1", "unit": None,
+                                     "deletion_mark": False, "article": "", **p} for p in products])
+    insert_rows(db, raw_reference, [{"batch_id": cb, "kind": "group", "ref": "g1", "name": "Молочные продукты", "extra": None}]
+                + [{"batch_id": cb, "kind": "unit", "ref": u, "name": u, "extra": str(r)} for u, r in (units or {}).items()])
+    complete_batch(db, cb, len(products))
+    pb = open_batch(db, "prices")
+    insert_rows(db, raw_prices, [{"batch_id": pb, "product": p, "price": v, "package": pk, "characteristic": ch}
+                                 for p, v, pk, ch in prices])
+    complete_batch(db, pb, len(prices), {"currency": "KZT"})
+    sb = open_batch(db, "stock")
+    insert_rows(db, raw_reference, [{"batch_id": sb, "kind": "warehouse", "ref": k, "name": v} for k, v in WH.items()])
+    insert_rows(db, raw_stock, [{"batch_id": sb, "product": p, "warehouse": w, "quantity": q} for p, w, q in stock])
+    complete_batch(db, sb, len(stock))
+
+
+def sync(db: Database, max_drop: float | None = 0.5):
+    cand = build_candidate(db, PROFILE)
+    return cand, publish_candidate(db, cand.candidate_id, max_active_drop=max_drop)
+
+
+def rows(db: Database) -> dict[str, dict]:
+    with db.read() as conn:
+        return {r["sku"]: dict(r) for r in conn.execute(text("SELECT * FROM products")).mappings()}
+
+
+BASE = [
+    {"ref": "r1", "code": "00-001", "article": "ART001", "name": "Молоко 3,2% 1 л"},
+    {"ref": "r2", "code": "00-002", "article": "", "name": "Сүт 2,5% 1 л"},
+    {"ref": "r3", "code": "00-003", "article": "DUP", "name": "Қант 1 кг", "deletion_mark": True},
+    {"ref": "r4", "code": "00-004", "article": "DUP", "name": "Сахар 1 кг"},
+    {"ref": "r5", "code": "00-005", "article": "ART005", "name": "Без цены"},
+]
+PRICES = [("r1", 450.0, None, None), ("r2", 390.0, None, None), ("r3", 600.0, None, None),
+          ("r4", 5400.0, "box", None), ("r1", 999.0, None, "char1")]
+STOCK = [("r1", "w1", 10), ("r1", "w2", 5), ("r2", "w3", 7)]
+
+
+def test_sku_rule_price_stock_currency_and_flags(db):
+    stage(db, BASE, PRICES, STOCK, units={"box": 10})
+    cand, pub = sync(db)
+    got = rows(db)
+    assert set(got) == {"ART001", "00-002", "00-003", "DUP", "ART005"}
+    assert got["ART001"]["price"] == 450.0 and got["ART001"]["stock"] == 15 and got["ART001"]["currency"] == "KZT"
+    assert got["00-002"]["stock"] == 7 and got["00-002"]["group_name"] == "Молочные продукты"
+    # the live product keeps the duplicated article; the deletion-marked one falls back to its code
+    assert got["DUP"]["onec_ref"] == "r4" and got["DUP"]["price"] == 540.0  # package price per base unit
+    assert got["00-003"]["is_active"] is False or got["00-003"]["is_active"] == 0
+    assert got["ART005"]["price"] is None and got["ART005"]["stock"] == 0
+    assert cand.sku_collision_count == 1 and pub.inserted == 5 and pub.active == 4
+    with db.read() as conn:
+        stock = conn.execute(text("SELECT warehouse, quantity FROM product_stock WHERE sku='ART001' "
+                                  "ORDER BY warehouse")).all()
+    assert stock == [("Основной склад", 10.0), ("Склад Алматы", 5.0)]
+
+
+def test_resync_rewrites_only_changed_rows_and_deactivates_vanished(db):
+    stage(db, BASE, PRICES, STOCK)
+    sync(db)
+    before = rows(db)
+    changed = [dict(p) for p in BASE if p["ref"] != "r5"]  # r5 vanished from 1C
+    changed[0]["name"] = "Молоко 3,2% 1 л (новое)"
+    stage(db, changed, PRICES, [("r1", "w1", 10), ("r1", "w2", 5), ("r2", "w3", 8)])
+    _, pub = sync(db)
+    after = rows(db)
+    assert (pub.inserted, pub.updated, pub.deactivated, pub.unchanged) == (0, 2, 1, 2)
+    assert after["ART005"]["is_active"] in (False, 0) and after["ART005"]["stock"] == 0
+    assert after["DUP"]["updated_at"] == before["DUP"]["updated_at"]  # unchanged content not rewritten
+    assert after["DUP"]["synced_at"] > before["DUP"]["synced_at"]  # …but confirmed by this sync
+    assert after["ART005"]["synced_at"] == before["ART005"]["synced_at"]  # vanished: not confirmed
+    # a product that comes back is active again
+    stage(db, BASE, PRICES, STOCK)
+    _, pub = sync(db)
+    assert rows(db)["ART005"]["is_active"] in (True, 1) and pub.inserted == 0
+
+
+def test_article_change_moves_the_row_to_the_new_sku(db):
+    stage(db, BASE, PRICES, STOCK)
+    sync(db)
+    moved = [dict(p) for p in BASE]
+    moved[0]["article"] = "ART001-NEW"
+    stage(db, moved, PRICES, STOCK)
+    sync(db)
+    got = rows(db)
+    assert "ART001" not in got and got["ART001-NEW"]["onec_ref"] == "r1" and got["ART001-NEW"]["stock"] == 15
+
+
+def test_shrink_guard_blocks_publish_and_keeps_table(db):
+    stage(db, BASE, PRICES, STOCK)
+    sync(db)
+    before = rows(db)
+    stage(db, BASE[:1], PRICES, STOCK)  # 4 active → 1 active
+    cand = build_candidate(db, PROFILE)
+    with db.read() as conn:
+        outcome = check_shrink_guard(conn, cand.candidate_id, 0.2)
+    assert not outcome.passed and "blocked" in outcome.description
+    with pytest.raises(ShrinkGuardError):
+        publish_candidate(db, cand.candidate_id, max_active_drop=0.2)
+    assert rows(db) == before
+    with db.read() as conn:
+        status = conn.execute(text("SELECT status FROM sync_runs ORDER BY id DESC LIMIT 1")).scalar_one()
+    assert status == "blocked"
+
+
+def test_checks_catch_duplicate_skus_and_negative_prices(db):
+    stage(db, BASE, PRICES, STOCK)
+    cand = build_candidate(db, PROFILE)
+    with db.write() as conn:  # corrupt the candidate the way a bad mapping would
+        conn.execute(text("UPDATE products_next SET sku = 'ART001', price = -1 WHERE onec_ref = 'r2'"))
+    with db.read() as conn:
+        uniq = check_unique_skus(conn, cand.candidate_id)
+        neg = check_no_negative_prices(conn, cand.candidate_id)
+    assert not uniq.passed and "ART001" in uniq.description
+    assert not neg.passed and neg.metadata["negative_prices"] == 1
+
+
+def test_candidate_needs_all_three_extracts(db):
+    with pytest.raises(MissingExtractError, match="catalogue"):
+        build_candidate(db, PROFILE)
