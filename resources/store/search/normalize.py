@@ -64,7 +64,7 @@ def fold(text: str | None, *, kazakh: bool = True) -> str:
     """Fold `text` to space-separated search tokens (see the module docstring)."""
     if not text:
         return ""
-    s = unicodedata.normalize("NFKC", text).lower()
+    s = unicodedata.normalize("NFKC", text.replace("№", " ")).lower()  # NFKC would make it «No»
     s = s.translate(_TABLE_KZ if kazakh else _TABLE_NO_KZ)
     s = _DECIMAL.sub("\x00", s)  # keep «3,2» whole while punctuation goes
     s = _PUNCT.sub(" ", s)

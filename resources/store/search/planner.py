@@ -1,0 +1,189 @@
+"""Turn what the customer typed into a search plan over the indexed vocabulary.
+
+Every whitespace-separated chunk of the query is read as typed, as typed on the wrong keyboard
+layout, and transliterated from Latin; each reading is folded and its words resolved against the
+vocabulary: an indexed word (exact), the start of one (prefix), or a word one or two edits away
+(fuzzy). The cheap readings of a chunk are kept as alternatives (OR), chunks are combined with
+AND. Chunks no reading can resolve (filler like «пожалуйста») are dropped and remembered, so
+the results can say they are partial.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from resources.store.search.layout import to_cyrillic_layout, to_latin_layout
+from resources.store.search.normalize import fold
+from resources.store.search.translit import latin_to_cyrillic
+from resources.store.search.vocabulary import Vocabulary
+
+__all__ = ["Chunk", "Form", "Plan", "Word", "build_plan", "TRANSFORM_PENALTY", "PREFIX_COST"]
+
+WordKind = Literal["exact", "prefix", "fuzzy"]
+
+PREFIX_COST = 0.25
+UNRESOLVED_COST = 3.0
+TRANSFORM_PENALTY = {"": 0.0, "layout": 0.5, "translit": 0.5}
+KEEP_WITHIN = 1.0  # alternatives costing at most this much more than the best reading are kept
+MAX_FORMS = 3
+
+_LATIN = re.compile(r"[a-zA-Z]")
+_CYRILLIC = re.compile(r"[а-яА-ЯёЁ]")
+
+
+def _quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Word:
+    """One folded query word and the indexed words it may stand for."""
+
+    text: str
+    kind: WordKind
+    alternatives: tuple[tuple[str, int], ...]  # (indexed word, edits); for exact/prefix: ((text, 0),)
+
+    @property
+    def cost(self) -> float:
+        if self.kind == "exact":
+            return 0.0
+        if self.kind == "prefix":
+            return PREFIX_COST
+        return float(min(d for _, d in self.alternatives))
+
+    def fts(self, *, strict: bool) -> str:
+        """FTS5 expression; a non-strict exact word also matches longer words (сыр → сырок)."""
+        if self.kind == "exact":
+            return _quote(self.text) if strict else _quote(self.text) + "*"
+        if self.kind == "prefix":
+            return _quote(self.text) + "*"
+        return "(" + " OR ".join(_quote(t) for t, _ in self.alternatives) + ")"
+
+    def match(self, words: list[str]) -> tuple[WordKind, int] | None:
+        """How this word matches a document's words: (kind, edits), or None."""
+        if self.text in words:
+            return "exact", 0
+        if self.kind in ("exact", "prefix") and len(self.text) >= 2:
+            if any(w.startswith(self.text) for w in words):
+                return "prefix", 0
+            return None
+        best: int | None = None
+        for term, dist in self.alternatives:
+            if term in words and (best is None or dist < best):
+                best = dist
+        return None if best is None else ("fuzzy", best)
+
+
+@dataclass(frozen=True)
+class Form:
+    """One reading of a chunk: as typed, layout-corrected or transliterated."""
+
+    transform: str  # "", "layout", "translit"
+    words: tuple[Word, ...]
+    unresolved: tuple[str, ...]
+
+    @property
+    def cost(self) -> float:
+        return (
+            TRANSFORM_PENALTY[self.transform]
+            + sum(w.cost for w in self.words)
+            + UNRESOLVED_COST * len(self.unresolved)
+        )
+
+    def fts(self, *, strict: bool) -> str:
+        parts = [w.fts(strict=strict) for w in self.words]
+        return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    raw: str
+    forms: tuple[Form, ...]  # best first
+
+    def fts(self, *, strict: bool) -> str:
+        parts = list(dict.fromkeys(f.fts(strict=strict) for f in self.forms))
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
+@dataclass(frozen=True)
+class Plan:
+    chunks: tuple[Chunk, ...]
+    dropped: tuple[str, ...]  # raw chunks that matched nothing in the vocabulary
+
+    def fts(self, *, strict: bool = True, skip: int | None = None) -> str:
+        """The FTS5 MATCH expression (AND of chunks); `skip` leaves one chunk out."""
+        parts = [c.fts(strict=strict) for i, c in enumerate(self.chunks) if i != skip]
+        return " AND ".join(parts)
+
+    @property
+    def has_exact_words(self) -> bool:
+        return any(w.kind == "exact" for c in self.chunks for f in c.forms for w in f.words)
+
+
+def resolve_word(word: str, vocab: Vocabulary) -> Word | None:
+    """Read one folded word against the vocabulary, or None if it matches nothing."""
+    if word in vocab:
+        return Word(word, "exact", ((word, 0),))
+    if len(word) >= 2 and vocab.prefix_count(word):
+        return Word(word, "prefix", ((word, 0),))
+    corrections = vocab.corrections(word)
+    if corrections:
+        return Word(word, "fuzzy", tuple(corrections))
+    return None
+
+
+def _form(transform: str, text: str, vocab: Vocabulary) -> Form:
+    words: list[Word] = []
+    unresolved: list[str] = []
+    for w in fold(text).split():
+        resolved = resolve_word(w, vocab)
+        if resolved is None:
+            unresolved.append(w)
+        else:
+            words.append(resolved)
+    return Form(transform, tuple(words), tuple(unresolved))
+
+
+def readings(raw: str) -> list[tuple[str, str]]:
+    """(transform, text) readings of one typed chunk, as-typed first."""
+    out = [("", raw)]
+    if _LATIN.search(raw):
+        out.append(("layout", to_cyrillic_layout(raw)))
+        out.append(("translit", latin_to_cyrillic(raw)))
+    elif _CYRILLIC.search(raw):
+        out.append(("layout", to_latin_layout(raw)))
+    return out
+
+
+def _chunk(raw: str, vocab: Vocabulary) -> Chunk | None:
+    forms: dict[str, Form] = {}
+    for transform, text in readings(raw):
+        form = _form(transform, text, vocab)
+        key = " ".join(w.text for w in form.words)
+        if form.words and key not in forms:
+            forms[key] = form
+    if not forms:
+        return None
+    ranked = sorted(forms.values(), key=lambda f: f.cost)
+    best = ranked[0].cost
+    kept = [f for f in ranked if f.cost <= best + KEEP_WITHIN and (not f.unresolved or f is ranked[0])]
+    return Chunk(raw, tuple(kept[:MAX_FORMS]))
+
+
+def build_plan(query: str, vocab: Vocabulary) -> Plan | None:
+    """The plan for `query`, or None when nothing in it matches the vocabulary."""
+    chunks: list[Chunk] = []
+    dropped: list[str] = []
+    for raw in query.split():
+        chunk = _chunk(raw, vocab)
+        if chunk is None:
+            if fold(raw):
+                dropped.append(raw)
+        else:
+            chunks.append(chunk)
+            dropped.extend(u for u in chunk.forms[0].unresolved)
+    if not chunks:
+        return None
+    return Plan(tuple(chunks), tuple(dropped))

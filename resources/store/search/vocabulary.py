@@ -1,0 +1,77 @@
+"""The folded words of the index, held in memory for typo correction and prefix checks.
+
+Correcting «малако» → «молоко» means comparing the query word with every indexed word of a
+similar length; doing that against `fts5vocab` per query would cost a full vocabulary scan, so
+the vocabulary is loaded once per index version and kept here (a 100k-product catalogue has some
+tens of thousands of distinct words: a few MB).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+__all__ = ["Vocabulary", "max_edits"]
+
+
+def max_edits(word: str) -> int:
+    """How many typos a word of this length may carry: short words would match anything."""
+    n = len(word)
+    if n <= 2:
+        return 0
+    if n <= 4:
+        return 1
+    return 2
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Indexed words with their document frequencies."""
+
+    df: dict[str, int]
+    sorted_terms: list[str] = field(repr=False)
+    by_length: dict[int, list[str]] = field(repr=False)
+
+    @classmethod
+    def from_counts(cls, rows: Iterable[tuple[str, int]]) -> Vocabulary:
+        df = {term: int(doc) for term, doc in rows if term}
+        by_length: dict[int, list[str]] = {}
+        for term in df:
+            if not any(ch.isdigit() for ch in term):  # numbers are never "typos" of each other
+                by_length.setdefault(len(term), []).append(term)
+        return cls(df=df, sorted_terms=sorted(df), by_length=by_length)
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def __contains__(self, term: object) -> bool:
+        return term in self.df
+
+    def prefix_count(self, prefix: str) -> int:
+        """How many indexed words start with `prefix` (0 means a prefix query finds nothing)."""
+        lo = bisect.bisect_left(self.sorted_terms, prefix)
+        hi = bisect.bisect_left(self.sorted_terms, prefix + "\U0010ffff")
+        return hi - lo
+
+    def corrections(self, word: str, limit: int = 6) -> list[tuple[str, int]]:
+        """Indexed words within `max_edits(word)` edits (transpositions count as one), closest
+        first and, among equally close ones, the more common first."""
+        k = max_edits(word)
+        if k == 0 or any(ch.isdigit() for ch in word):
+            return []
+        found: list[tuple[str, int]] = []
+        for length in range(len(word) - k, len(word) + k + 1):
+            choices = self.by_length.get(length)
+            if not choices:
+                continue
+            for term, dist, _ in process.extract(
+                word, choices, scorer=OSA.distance, score_cutoff=k, limit=None
+            ):
+                if dist:
+                    found.append((term, int(dist)))
+        found.sort(key=lambda td: (td[1], -self.df[td[0]], td[0]))
+        return found[:limit]
