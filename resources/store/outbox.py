@@ -217,15 +217,19 @@ def _row_id(kind: str, seq: int) -> str:
 # ---- bot side --------------------------------------------------------------------------------
 
 def enqueue(db: Database, kind: str, payload: Mapping[str, Any], *, source: str = "bot",
-            dedup_key: str | None = None, conversation_id: str | None = None, phone: str | None = None,
-            now: datetime | None = None) -> tuple[OutboxRow, bool]:
+            dedup_key: str | None = None, fingerprint: str | None = None, conversation_id: str | None = None,
+            phone: str | None = None, now: datetime | None = None) -> tuple[OutboxRow, bool]:
     """Add a row (status `pending`, due now) and return it with `True`; with a `dedup_key`
     already in the outbox return the existing row and `False` instead (a double submit).
 
-    Raises `DuplicateKeyConflict` when the key exists with a different payload.
+    With a `fingerprint` (stored in the payload as `fingerprint`), a key reused for a request
+    with another fingerprint raises `DuplicateKeyConflict`; without one a reused key always
+    answers with the existing row.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if fingerprint is not None:
+        payload = {**payload, "fingerprint": fingerprint}
     body = _dumps(payload)
     moment = now or utcnow()
     for _ in range(2):  # a second pass only after a concurrent insert of the same key (PostgreSQL)
@@ -235,7 +239,7 @@ def enqueue(db: Database, kind: str, payload: Mapping[str, Any], *, source: str 
                     existing = conn.execute(select(outbox).where(outbox.c.dedup_key == dedup_key)).mappings().first()
                     if existing is not None:
                         row = OutboxRow.from_mapping(existing)
-                        if existing["payload"] != body:
+                        if fingerprint is not None and row.payload.get("fingerprint") != fingerprint:
                             raise DuplicateKeyConflict(
                                 f"idempotency key {dedup_key!r} was already used for {row.id} with different data",
                                 row)
