@@ -91,6 +91,8 @@ def score_candidate(
         in_name = in_name or f_in_name
         first_word_hit = first_word_hit or f_first
 
+    if (partial or plan.dropped) and not kinds & {"exact", "prefix"}:
+        return None  # part of the query ignored and the rest only guessed: too weak to offer
     if not in_name:
         match = "group"
     elif partial or plan.dropped:
