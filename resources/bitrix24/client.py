@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import orjson
@@ -42,6 +42,7 @@ from resources.bitrix24.errors import (
     ServerError,
     TransportError,
     classify,
+    install_log_masking,
     mask_url,
 )
 from resources.bitrix24.throttle import Throttle
@@ -216,13 +217,15 @@ class Bitrix24Client:
             url += "/"
         match = _BASE.match(url)
         if not match or match.end() != len(url):
+            parts = urlsplit(url)  # a malformed URL cannot be masked reliably: show the host only
             raise ValueError(f"BITRIX24_WEBHOOK_URL must look like https://portal/rest/<user_id>/<code>/, "
-                             f"got {mask_url(url)!r}")
+                             f"got {parts.scheme or '?'}://{parts.hostname or '?'}/… (path hidden)")
         self._base = url
         self._secret = match.group(2).rstrip("/").rsplit("/", 1)[-1]
         if self.throttle is None:
             self.throttle = Throttle(self.rate_per_second, max(1, self.burst - self.headroom),
                                      operating_limit=self.operating_limit, clock=self.clock, sleep=self.sleep)
+        install_log_masking()
         self.stats = ClientStats()
         self._lock = threading.Lock()
         self._http = httpx.Client(

@@ -10,6 +10,7 @@ not know (reference §3). Every message names the REST method and shows the webh
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -19,6 +20,30 @@ _REST_PATH = re.compile(r"(/rest/(?:api/)?\d+/)([^/?#]+)")
 def mask_url(url: str) -> str:
     """Replace the webhook code in a `…/rest/<user>/<code>/…` URL with `***`."""
     return _REST_PATH.sub(r"\1***", url)
+
+
+class MaskWebhookFilter(logging.Filter):
+    """Masks webhook codes in log records of other libraries: httpx logs every request as
+    `HTTP Request: POST <full URL>` at INFO, which would print the code."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "/rest/" in record.msg:
+            record.msg = mask_url(record.msg)
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(mask_url(str(a)) if "/rest/" in str(a) else a
+                                for a in record.args)
+        return True
+
+
+_HTTP_LOGGERS = ("httpx", "httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy")
+
+
+def install_log_masking() -> None:
+    """Attach `MaskWebhookFilter` once to the loggers of httpx/httpcore (idempotent)."""
+    for name in _HTTP_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, MaskWebhookFilter) for f in log.filters):
+            log.addFilter(MaskWebhookFilter())
 
 
 class Bitrix24Error(Exception):
@@ -191,5 +216,6 @@ def classify(error: Any, description: Any, *, status: int | None, method: str, u
 
 __all__ = [
     "AuthError", "Bitrix24Error", "MethodNotFound", "NotFound", "OperationTimeLimit", "PortalMoved",
-    "RateLimited", "ServerError", "TransportError", "ValidationError", "classify", "mask_url",
+    "MaskWebhookFilter", "RateLimited", "ServerError", "TransportError", "ValidationError", "classify",
+    "install_log_masking", "mask_url",
 ]
