@@ -380,7 +380,7 @@ def item_fields_to_classic(kind: str, fields: dict[Any, Any]) -> dict[str, Any]:
                         entry["ID"] = item["id"]
                     multis.setdefault(type_id, []).append(entry)
             continue
-        out[to_upper(name)] = value
+        out[to_upper(name, kind)] = value
     out.update(multis)
     return out
 
@@ -430,12 +430,12 @@ def item_get(ctx: CallContext, p: Params) -> Reply:
 def item_list(ctx: CallContext, p: Params) -> Reply:
     kind = item_kind(p)
     kind_of = entity_kind_of(kind)
-    conditions = normalize_conditions(parse_filter(p.get("filter"), normalize=to_upper))
+    conditions = normalize_conditions(parse_filter(p.get("filter"), normalize=lambda n: to_upper(n, kind)))
     for cond in conditions:
         if kind_of(cond.field) is None:
             raise RestError("INVALID_ARG_VALUE", f"Invalid filter: field '{to_camel(cond.field)}' is not allowed "
                             "in filter", 400)
-    order = parse_order(p.get("order"), normalize=to_upper)
+    order = parse_order(p.get("order"), normalize=lambda n: to_upper(n, kind))
     rows = sort_rows(apply_filter(ctx.store.rows(kind), conditions, kind_of, entity_value), order, kind_of)
     page = paginate(rows, ctx.start, mode="offset")
     select = select_names(p.get("select"))

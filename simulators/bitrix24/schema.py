@@ -169,8 +169,8 @@ CAMEL_ALIASES: dict[str, str] = {
     "STATUS_ID": "stageId",  # lead status is `stageId` in crm.item.* (the docs also say statusId)
     "STATUS_SEMANTIC_ID": "stageSemanticId",
 }
-UPPER_ALIASES: dict[str, str] = {v.lower(): k for k, v in CAMEL_ALIASES.items()}
-UPPER_ALIASES["statusid"] = "STATUS_ID"
+UPPER_ALIASES: dict[str, str] = {v.lower(): k for k, v in CAMEL_ALIASES.items()
+                                 if k not in ("STATUS_ID", "STATUS_SEMANTIC_ID")}
 
 
 def to_camel(name: str) -> str:
@@ -181,8 +181,10 @@ def to_camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def to_upper(name: str) -> str:
-    """assignedById → ASSIGNED_BY_ID (the inverse of to_camel for known names)."""
+def to_upper(name: str, kind: str | None = None) -> str:
+    """assignedById → ASSIGNED_BY_ID; for leads stageId/statusId → STATUS_ID."""
+    if kind == "lead" and name.lower() in ("stageid", "statusid"):
+        return "STATUS_ID"
     alias = UPPER_ALIASES.get(name.lower())
     if alias:
         return alias
