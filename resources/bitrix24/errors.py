@@ -68,6 +68,17 @@ class Bitrix24Error(Exception):
         self.ambiguous = ambiguous
         self.partial: Any = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only constructors do not survive the default pickling of exceptions
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[Bitrix24Error], args: tuple[Any, ...], state: dict[str, Any]) -> Bitrix24Error:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
+
 
 class RateLimited(Bitrix24Error):
     """503 `QUERY_LIMIT_EXCEEDED`: the portal's request bucket is full; nothing was executed."""

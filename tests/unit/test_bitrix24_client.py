@@ -755,6 +755,17 @@ def test_webhook_code_never_in_errors_or_logs(caplog):
     assert mask_url(WEBHOOK + "crm.lead.add.json") == "https://portal.example/rest/1/***/crm.lead.add.json"
 
 
+def test_errors_survive_pickling():
+    import pickle
+
+    exc = OperationTimeLimit("m", reset_at=5.0, error="OPERATION_TIME_LIMIT", status=429, method="crm.lead.add")
+    copy = pickle.loads(pickle.dumps(exc))
+    assert type(copy) is OperationTimeLimit and str(copy) == "m"
+    assert (copy.reset_at, copy.status, copy.method, copy.error) == (5.0, 429, "crm.lead.add", "OPERATION_TIME_LIMIT")
+    moved = pickle.loads(pickle.dumps(PortalMoved("x", new_base="https://p/rest/1/***/")))
+    assert moved.new_base == "https://p/rest/1/***/"
+
+
 def test_resource_builds_clients_sharing_one_throttle():
     resource = Bitrix24Resource(webhook_url=WEBHOOK, rate_per_second=2.0, burst=50)
     first, second = resource.client(), resource.client()
