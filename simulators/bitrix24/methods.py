@@ -118,14 +118,13 @@ def classic_row(kind: str, row: dict[str, Any], select: list[str] | None, *, ful
         names = standard
     else:
         names = []
-        for item in select:
-            upper = item.upper()
-            if upper == "*":
+        for item in select:  # field names are case-sensitive, like the SQL field map
+            if item == "*":
                 names.extend(standard)
-            elif upper == "UF_*":
+            elif item == "UF_*":
                 names.extend(user_fields)
-            elif upper in defs or is_user_field(upper):
-                names.append(upper)
+            elif item in defs or item.startswith("UF_"):
+                names.append(item)
         if "ID" not in names:
             names.insert(0, "ID")
     out: dict[str, Any] = {}
@@ -180,6 +179,11 @@ def normalize_conditions(conditions: list[Condition]) -> list[Condition]:
     return out
 
 
+def _as_is(name: str) -> str:
+    """Classic filter/order/select keys are matched case-sensitively (`title` is not `TITLE`)."""
+    return name
+
+
 def require_map(value: Any, name: str) -> dict[Any, Any]:
     mapping = as_map(value if value is not None else {})
     if mapping is None:
@@ -229,8 +233,8 @@ def classic_handlers(kind: str) -> None:
         return Reply(True)
 
     def list_(ctx: CallContext, p: Params) -> Reply:
-        order = parse_order(require_map(p.array("order"), "order"))
-        conditions = normalize_conditions(parse_filter(require_map(p.array("filter"), "filter")))
+        order = parse_order(require_map(p.array("order"), "order"), normalize=_as_is)
+        conditions = normalize_conditions(parse_filter(require_map(p.array("filter"), "filter"), normalize=_as_is))
         select = select_names(p.array("select"))
         kind_of = entity_kind_of(kind)
         rows = apply_filter(ctx.store.rows(kind), conditions, kind_of, entity_value)
@@ -500,8 +504,8 @@ def status_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def status_list(ctx: CallContext, p: Params) -> Reply:
-    order = parse_order(require_map(p.array("order"), "order"))
-    conditions = parse_filter(require_map(p.array("filter"), "filter"))
+    order = parse_order(require_map(p.array("order"), "order"), normalize=_as_is)
+    conditions = parse_filter(require_map(p.array("filter"), "filter"), normalize=_as_is)
 
     def kind_of(field: str) -> FieldKind | None:
         if field in ("ID", "SORT", "CATEGORY_ID"):

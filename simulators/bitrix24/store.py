@@ -306,6 +306,10 @@ class CrmStore:
                 row.update({"CONTACT_IDS": [], "IS_RETURN_CUSTOMER": "N"})
             if kind == "contact":
                 row.update({"EXPORT": "Y", "COMPANY_IDS": [], "TYPE_ID": "CLIENT"})
+            if kind == "deal" and "CATEGORY_ID" not in scalars:  # DealCategory::resolveFromStageID
+                match = re.match(r"^C(\d+):", php_str(scalars.get("STAGE_ID")))
+                if match and int(match.group(1)) in self.categories:
+                    scalars["CATEGORY_ID"] = int(match.group(1))
             row.update({k: v for k, v in scalars.items() if v is not None or k not in row})
             if row.get("ASSIGNED_BY_ID") in (None, 0):
                 row["ASSIGNED_BY_ID"] = user_id

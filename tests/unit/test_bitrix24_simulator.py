@@ -346,6 +346,7 @@ def test_filters_order_and_select(client: TestClient, app: Any) -> None:
     assert ids({"EMAIL": "U3@EX.KZ"}) == ["3"]
     assert ids({}, {"OPPORTUNITY": "DESC"}) == ["3", "2", "1"]
     assert ids({"NO_SUCH_FIELD": "x"}) == ["1", "2", "3"]  # unknown filter keys are ignored
+    assert ids({"origin_id": "conv-2"}) == ["1", "2", "3"]  # ... and so are wrongly cased ones
 
     star = ok(client, "crm.lead.list", {"select": ["*"], "filter": {"ID": 1}})["result"][0]
     assert "EMAIL" not in star and "UF_CRM_CHANNEL" not in star and star["SOURCE_ID"] == "WEB"
@@ -392,6 +393,8 @@ def test_deals_pipelines_stages_and_statuses(client: TestClient) -> None:
     assert (got["CATEGORY_ID"], got["STAGE_ID"], got["STAGE_SEMANTIC_ID"]) == ("1", "C1:PREPARATION", "P")
     wrong = ok(client, "crm.deal.add", {"fields": {"CATEGORY_ID": 1, "STAGE_ID": "PREPARATION"}})["result"]
     assert ok(client, "crm.deal.get", {"id": wrong})["result"]["STAGE_ID"] == "C1:NEW"
+    by_stage = ok(client, "crm.deal.add", {"fields": {"STAGE_ID": "C1:EXECUTING"}})["result"]
+    assert ok(client, "crm.deal.get", {"id": by_stage})["result"]["CATEGORY_ID"] == "1"
     ok(client, "crm.deal.update", {"id": deal, "fields": {"CATEGORY_ID": 0, "STAGE_ID": "C1:WON"}})
     got = ok(client, "crm.deal.get", {"id": deal})["result"]
     assert (got["CATEGORY_ID"], got["STAGE_ID"], got["CLOSED"]) == ("1", "C1:WON", "Y")
