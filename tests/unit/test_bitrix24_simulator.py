@@ -245,6 +245,21 @@ def test_operating_fixed_ban(client: TestClient, clock: FakeClock) -> None:
     assert call(client, "crm.deal.add", {"fields": {}}).status_code == 200
 
 
+def test_operating_batch_accounting_modes(client: TestClient) -> None:
+    client.post("/_admin/limits", json={"operating_cost_seconds": {"crm.lead.add": 3.0}})
+    nested = ok(client, "batch", {"cmd": {"a": "crm.lead.add", "b": "crm.lead.add"}})
+    assert nested["time"]["operating"] == 0.0 and nested["time"]["processing"] == 6.0
+    assert nested["result"]["result_time"]["b"]["operating"] == 6.0  # billed to crm.lead.add
+
+    client.post("/_admin/limits", json={"batch_accounting": "batch", "reset_counters": True})
+    billed = ok(client, "batch", {"cmd": {"a": "crm.lead.add", "b": "crm.lead.add"}})
+    assert billed["time"]["operating"] == 3.0  # half weight, SRC BATCH_TIME_WEIGHT
+    assert billed["result"]["result_time"]["a"]["operating"] == 0.0  # the batch figure before this batch
+    again = ok(client, "batch", {"cmd": {"a": "crm.lead.add"}})
+    assert again["result"]["result_time"]["a"]["operating"] == 3.0 and again["time"]["operating"] == 4.5
+    assert ok(client, "crm.lead.add", {"fields": {}})["time"]["operating"] == 3.0
+
+
 # --- batch ---------------------------------------------------------------------------------------
 
 
