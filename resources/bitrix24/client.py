@@ -116,8 +116,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _normalise(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Lowercase the standard top-level keys for `crm.*`/`tasks.*` (others, like `user.get`'s
-    `FILTER`, are left as given because their meaning changes with case)."""
+    """Lowercase the standard top-level keys for `crm.*`/`tasks.*` (`crm.timeline.comment.add`
+    accepts only lowercase `fields`); other families are left exactly as given."""
     out = dict(params or {})
     if method.lower().startswith(("crm.", "tasks.")):
         for key in list(out):
@@ -319,7 +319,7 @@ class Bitrix24Client:
                 raise PortalMoved(f"Bitrix24 {method}: the new address redirected again (HTTP "
                                   f"{response.status_code}); update BITRIX24_WEBHOOK_URL",
                                   status=response.status_code, method=method, url=mask_url(url),
-                                  new_base=mask_url(response.headers.get("location", "")))
+                                  new_base=self._scrub(response.headers.get("location", "")))
         return self._parse(response, method, write)
 
     def _parse(self, response: httpx.Response, method: str, write: bool) -> Bitrix24Response:
@@ -383,7 +383,9 @@ class Bitrix24Client:
         def before_sleep(state: RetryCallState) -> None:
             self._count(retries=1)
             exc = state.outcome.exception() if state.outcome else None
-            logger.warning("Bitrix24 retrying %s after attempt %d: %s", what, state.attempt_number, exc)
+            # limits are expected flow control; anything else is worth a warning
+            level = logging.INFO if isinstance(exc, RateLimited | OperationTimeLimit) else logging.WARNING
+            logger.log(level, "Bitrix24 retrying %s after attempt %d: %s", what, state.attempt_number, exc)
 
         retrying = Retrying(
             retry=retry_if_exception(lambda e: self._should_retry(e, read)),
@@ -437,6 +439,11 @@ class Bitrix24Client:
                     f"batch of {len(chunk)}",
                     lambda p=payload, g=gates, n=len(chunk), r=read: self._post("batch", p, not r, n, g),
                     read)
+                if not isinstance(response.result, dict):
+                    raise ServerError(
+                        f"Bitrix24 batch failed: the reply has no result map (got {type(response.result).__name__})"
+                        + (" — outcome unknown: the writes may have been committed" if not read else ""),
+                        method="batch", url=self.base_url, ambiguous=not read)
             except Bitrix24Error as exc:
                 exc.partial = out
                 raise
@@ -447,7 +454,7 @@ class Bitrix24Client:
     def _merge(self, out: BatchResult, chunk: list[str], items: Mapping[str, tuple[str, Any]],
                response: Bitrix24Response) -> None:
         assert self.throttle is not None
-        body = response.result if isinstance(response.result, dict) else {}
+        body = response.result
         results = _as_map(body.get("result"))
         errors = _as_map(body.get("result_error"))
         totals = _as_map(body.get("result_total"))

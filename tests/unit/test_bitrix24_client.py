@@ -124,7 +124,7 @@ def test_top_level_keys_lowercased_only_where_case_is_free():
     client.call("crm.item.add", {"entityTypeId": 1, "fields": {"title": "t"}})
     first, second, third = portal.bodies()
     assert "fields" in first and "FIELDS" not in first
-    assert "FILTER" in second  # user.get reads FILTER; lowercasing would change its meaning
+    assert "FILTER" in second  # outside crm.*/tasks.* keys go exactly as given
     assert "entityTypeId" in third
 
 
@@ -602,6 +602,13 @@ def test_batch_with_a_write_is_ambiguous_and_keeps_earlier_results():
     exc = info.value
     assert exc.ambiguous and exc.method == "batch" and len(portal.requests) == 2
     assert len(exc.partial.result) == 50 and exc.partial.not_run[0] == "lead_50"
+
+
+def test_batch_reply_without_result_map_is_a_bad_response():
+    client = make_client(Portal(ok([])), max_retries=0)
+    with pytest.raises(ServerError) as info:
+        client.batch({"a": ("crm.lead.add", {"fields": {}})})
+    assert info.value.ambiguous and info.value.partial is not None
 
 
 def test_batch_limiter_counts_one_request_per_fifty_commands():
