@@ -321,26 +321,37 @@ class DueSummary:
     max_seq: int
     attempts: int
     replays: int
+    last_touch: datetime | None
     next_due_at: datetime | None
 
     @property
     def work_key(self) -> str:
-        return f"{self.max_seq}.{self.attempts}.{self.replays}.{self.count}"
+        """Changes whenever a row becomes due or a due row is touched (claimed, failed,
+        released, replayed), so each new piece of work gets a new key."""
+        touch = int(self.last_touch.timestamp() * 1000) if self.last_touch else 0
+        return f"{self.count}.{self.max_seq}.{self.attempts}.{self.replays}.{touch}"
 
 
-def due_summary(db: Database, now: datetime | None = None) -> DueSummary:
+def due_summary(db: Database, now: datetime | None = None, kinds: Sequence[str] | None = None) -> DueSummary:
     """Count of rows due now, their max `seq`, summed attempts and replays, and the earliest
     future due time; one read of the local table (no HTTP)."""
     moment = now or utcnow()
+    of_kind = outbox.c.kind.in_(list(kinds)) if kinds else outbox.c.kind.is_not(None)
     with db.read() as conn:
-        count, max_seq, attempts, replays = conn.execute(
-            select(func.count(), func.max(outbox.c.seq), func.sum(outbox.c.attempts), func.sum(outbox.c.replays))
-            .where(_due(moment))
+        count, max_seq, attempts, replays, last_touch = conn.execute(
+            select(func.count(), func.max(outbox.c.seq), func.sum(outbox.c.attempts), func.sum(outbox.c.replays),
+                   func.max(outbox.c.updated_at))
+            .where(_due(moment), of_kind)
         ).one()
         next_due = conn.execute(
-            select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status.in_([PENDING, FAILED]))
+            select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status.in_([PENDING, FAILED]), of_kind)
         ).scalar()
-    return DueSummary(int(count or 0), int(max_seq or 0), int(attempts or 0), int(replays or 0), next_due)
+    if isinstance(last_touch, str):  # SQLite hands aggregates of DateTime back as text
+        last_touch = datetime.fromisoformat(last_touch)
+    if isinstance(next_due, str):
+        next_due = datetime.fromisoformat(next_due)
+    return DueSummary(int(count or 0), int(max_seq or 0), int(attempts or 0), int(replays or 0), last_touch,
+                      next_due)
 
 
 def claim(db: Database, owner: str, *, limit: int = 100, lease_seconds: float = 300.0,
