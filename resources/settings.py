@@ -59,6 +59,7 @@ class Bitrix24Settings(_Strict):
     rate_per_second: float = Field(2.0, gt=0)
     burst: int = Field(50, ge=1)
     timeout_seconds: float = Field(75.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
 
 
 class IntegrationsSettings(_Strict):
