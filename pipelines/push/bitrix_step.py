@@ -156,11 +156,14 @@ class BitrixPusher:
         activities = [w for w in active if w.kind == outbox.ACTIVITY]
         self._resolve_activity_targets(activities, works)
         self._lookups(self._live(active))
+        self.recorder.renew(active)  # long phases (rate limit, retries) must not let leases lapse
         self._contacts(self._live(active))
         if before_entities:
             before_entities()
+        self.recorder.renew(active)
         self._entities(self._live(active))
         self._resolve_activity_targets(activities, works, second_pass=True)
+        self.recorder.renew(active)
         self._dependants(self._live(active))
 
     @staticmethod

@@ -88,6 +88,8 @@ def push_outbox_op(context: OpExecutionContext, config: PushOutboxConfig, store:
     context.log.info(f"push_outbox: {report.summary()} in {report.seconds:.1f}s, "
                      f"{report.bitrix_requests} Bitrix24 request(s)")
     context.add_output_metadata(_report_metadata(report))
+    # the counts also as run tags, so the runs list shows them without opening the run
+    context.instance.add_run_tags(context.run_id, {f"zeta/{k}": str(v) for k, v in report.summary().items()})
     return report.summary()
 
 
