@@ -83,7 +83,11 @@ def catalogue_is_empty(db: Database) -> bool:
 
 def answer(row: ProductRow, *, quantity: float, source: str, stale: bool, age: float | None,
            checked_at: datetime | None = None, live_error: str | None = None) -> dict[str, Any]:
-    """The bot's availability answer for a known SKU."""
+    """The bot's availability answer for a known SKU.
+
+    `checked_at` is when `quantity` was last confirmed by 1C (the row's sync time for a table
+    answer), and `age_seconds` is how long ago that was.
+    """
     result: dict[str, Any] = {
         "success": True,
         "sku": row.sku,
@@ -94,7 +98,7 @@ def answer(row: ProductRow, *, quantity: float, source: str, stale: bool, age: f
         "currency": row.currency,
         "active": row.is_active,
         "synced_at": iso_utc(row.synced_at),
-        "checked_at": iso_utc(checked_at or utcnow()),
+        "checked_at": iso_utc(checked_at or row.synced_at),
         "source": source,
         "stale": stale,
         "age_seconds": age,

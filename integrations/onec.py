@@ -212,7 +212,7 @@ class OneCIntegration(Integration):
             return failure(message, products_synced=0, errors=[message])
         started = time.perf_counter()
         try:
-            self.logger.info("product sync started")
+            self.logger.info("Product sync started")
             options = SyncOptions(price_type=self.price_type, warehouses=tuple(self.warehouses),
                                   page_size=self.page_size, max_active_drop=self.max_active_drop,
                                   sample_size=self.sample_size)
@@ -227,7 +227,7 @@ class OneCIntegration(Integration):
         pub = result.publish
         if self._availability and self._availability.live:
             self._availability.live.clear()  # the table is now at least as fresh as the cache
-        self.logger.info("product sync finished: %d products (+%d ~%d -%d =%d), %d active",
+        self.logger.info("Product sync finished: %d products (+%d ~%d -%d =%d), %d active",
                          result.candidate.rows, pub.inserted, pub.updated, pub.deactivated, pub.unchanged, pub.active)
         return {"success": True, "products_synced": result.candidate.rows, "errors": [],
                 "inserted": pub.inserted, "updated": pub.updated, "deactivated": pub.deactivated,
