@@ -21,7 +21,6 @@ import re
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 import pytest
