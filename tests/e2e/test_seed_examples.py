@@ -236,3 +236,27 @@ def test_usage_examples(env, capsys, caplog):
     names = {r.name for r in caplog.records}
     assert {"integrations.onec", "integrations.bitrix24", "integrations.manager"} <= names
     assert ONEC_PASSWORD not in caplog.text and "zetademo" not in caplog.text
+
+
+# ---- docs/bot_api.md: its runnable examples, in order ----------------------------------------
+
+def test_bot_api_doc_examples(env, capsys):
+    onec_url, bitrix_url, _ = env
+    doc = (PROJECT_ROOT / "docs" / "bot_api.md").read_text(encoding="utf-8")
+    blocks = [make_real(b, onec_url, bitrix_url) for b in re.findall(r"^```python\n(.*?)^```", doc, re.M | re.S)]
+    assert len(blocks) >= 10
+    namespace: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        for block in blocks:
+            await run_snippet(block, namespace)
+
+    asyncio.run(scenario())
+    out = capsys.readouterr().out
+    assert "1c OK\nbitrix24 OK\n" in out and "✓ 1c: " in out and "✓ bitrix24: 0 products" in out
+    assert f"True {sum(SEED_STOCK)} {SEED_PRICE} KZT 1c False" in out
+    assert f"В наличии: {sum(SEED_STOCK)} шт. по {SEED_PRICE} KZT" in out  # from the cache, still fresh
+    assert re.search(r"Order created: BOT-\d{6}\nqueued\n", out)
+    assert namespace["lead"]["success"] and namespace["logged"]["success"], (namespace["lead"], namespace["logged"])
+    assert re.search(r"1c: enabled=True, last_sync=20\S+, last_error=None, pending=1", out)
+    assert "bitrix24: enabled=True, last_sync=None, last_error=None, pending=3" in out
