@@ -17,7 +17,7 @@ import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 import orjson
 from starlette.applications import Starlette
@@ -499,7 +499,7 @@ class OneCSimulator:
             raise ODataError(501, "0", f"Создание объектов \"{table.name}\" не поддерживается симулятором")
         doc = self.writer.create(_json_body(body), fail=self.faults.config.create_fails)
         fresh = self.registry.table(table.name) or table
-        location = f"{root}/{table.name}(guid'{doc['Ref_Key']}')"
+        location = quote(f"{root}/{table.name}(guid'{doc['Ref_Key']}')", safe=":/()'=,")  # headers are ASCII
         reply = self._entity_json(fresh, doc, root, as_json, meta, {}, status=201, headers={"location": location},
                                   overrides={"DataVersion": None})
         reply.created = True

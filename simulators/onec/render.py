@@ -72,6 +72,7 @@ class Projector:
             if tab not in fmap or not fmap[tab].rows:
                 raise ODataError(400, "10", f"Табличная часть \"{tab}\" не найдена у \"{table.name}\"")
         self.fields = chosen
+        self._plan = [(f, f.nav) for f in chosen]
         self.links = meta != "nometadata" and select.fields is None and table.keyed
 
     def entity(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -79,10 +80,11 @@ class Projector:
         if self.meta == "fullmetadata":
             out["odata.type"] = f"StandardODATA.{self.table.name}"
         links: dict[str, str] = {}
-        for f in self.fields:
+        sel = self.select
+        for f, nav in self._plan:
             value = row.get(f.name, MISSING)
             if f.rows is not None:
-                sub = self.select.sub.get(f.name)
+                sub = sel.sub.get(f.name)
                 out[f.name] = [self._tab_row(f, r, sub) for r in (value or [])]
                 continue
             if f.composite:
@@ -90,18 +92,21 @@ class Projector:
                 out[f.name] = comp.key if comp else ""
                 out[f"{f.name}_Type"] = comp.type if comp else UNDEFINED
                 continue
-            out[f.name] = to_json(value, f.edm)
-            nav = f.nav
+            if value.__class__ is str and f.edm != "Edm.Int64":
+                out[f.name] = value
+            else:
+                out[f.name] = to_json(value, f.edm)
             if nav:
                 if self.links and "Ref_Key" in row:
                     links[f"{nav}@navigationLinkUrl"] = f"{self.table.name}(guid'{row['Ref_Key']}')/{nav}"
-                if self.select.all_presentations or nav in self.select.presentations:
+                if sel.all_presentations or nav in sel.presentations:
                     out[f"{nav}____Presentation"] = self.registry.presentation(out[f.name])
                 if nav in self.expand:
                     out[nav] = self._expanded(out[f.name])
-            elif self.select.all_presentations or f.name in self.select.presentations:
+            elif sel.all_presentations or f.name in sel.presentations:
                 out[f"{f.name}____Presentation"] = "" if value is MISSING else str(out[f.name])
-        out.update(links)
+        if links:
+            out.update(links)
         return out
 
     def _tab_row(self, f: Field, row: dict[str, Any], sub: list[str] | None) -> dict[str, Any]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from simulators.onec import vocab
 from simulators.onec.dataset import Dataset
 from simulators.onec.errors import ODataError
-from simulators.onec.keys import Kind, guid, product_key, resolve, to_seconds
+from simulators.onec.keys import Kind, from_seconds, guid, product_key, resolve, to_seconds
 from simulators.onec.profiles import DIM_TARGETS, Field, N, PriceRegister, Profile, StockRegister
 from simulators.onec.query import DictContext, compile_filter, parse_datetime, parse_filter, restrictions
 from simulators.onec.tables import (
@@ -207,6 +206,7 @@ class SliceTable(_VirtualTable):
         self._pushdown({"Номенклатура_Key", "Характеристика_Key", self.type_key})
         self.types = _index_set(self.restr, self.type_key, Kind.PRICE_TYPE)
         self.chars = _index_set(self.restr, "Характеристика_Key", Kind.CHARACTERISTIC, offset=0)
+        self._last: tuple[int, dict[tuple[int, int], tuple[Any, ...]]] = (-1, {})
 
     def _slice(self, i: int) -> dict[tuple[int, int], tuple[Any, ...]]:
         records = price_records(self.ds, self.reg, i)
@@ -236,7 +236,9 @@ class SliceTable(_VirtualTable):
 
     def row(self, rid: int) -> dict[str, Any]:
         i, g = divmod(rid, RID_SPAN)
-        rec = self._slice(i)[(g % 4, g // 4)]
+        if self._last[0] != i:
+            self._last = (i, self._slice(i))
+        rec = self._last[1][(g % 4, g // 4)]
         return price_record_row(self.ds, self.reg, self.profile, i, rec)
 
 
@@ -270,6 +272,7 @@ class StockTable(_VirtualTable):
         self.keep_char = "Характеристика" in self.dims
         self.keep_wh = reg.warehouse_dim in self.dims
         self._eager: list[dict[str, Any]] | None = None
+        self._last: tuple[int, dict[int, list[float]]] = (-1, {})
         if not self.by_product:
             self.indexed = frozenset()
 
@@ -286,7 +289,8 @@ class StockTable(_VirtualTable):
 
     def _record_view(self, i: int, r: tuple[Any, ...]) -> dict[str, Any]:
         view: dict[str, Any] = {f"{d}_Key": stock_dim_value(d, i, r[1], r[2]) for d in self.reg.dims}
-        view["Period"] = datetime.min
+        view["Period"] = from_seconds(r[0])
+        view["RecordType"] = "Expense" if min(r[3], r[4]) < 0 else "Receipt"
         return view
 
     def _values(self, i: int) -> dict[int, list[float]]:
@@ -352,7 +356,9 @@ class StockTable(_VirtualTable):
         if not self.by_product:
             return self._materialized()[rid]
         i, g = divmod(rid, RID_SPAN)
-        return self._row(i, g, self._values(i)[g])
+        if self._last[0] != i:
+            self._last = (i, self._values(i))
+        return self._row(i, g, self._last[1][g])
 
     def _materialized(self) -> list[dict[str, Any]]:
         """Dimensions without Номенклатура: aggregate everything once (few rows)."""
