@@ -14,7 +14,14 @@ from resources.onec.errors import (
     OneCODataError,
     OneCTransientError,
 )
-from resources.onec.orders import OneCOrders, OrderDocument, OrderLine, OrderPostingError, OrderRequest
+from resources.onec.orders import (
+    OneCOrders,
+    OrderDocument,
+    OrderLine,
+    OrderPostingError,
+    OrderRequest,
+    is_transient_refusal,
+)
 
 from .work import ONEC, Recorder, RowWork
 
@@ -45,7 +52,7 @@ def push_order_to_onec(orders: OneCOrders, recorder: Recorder, work: RowWork, *,
         known = OrderDocument(work.row.onec_ref_key, work.row.onec_number, work.row.onec_posted)
 
     def stored(doc: OrderDocument) -> None:
-        state: dict[str, Any] = {"onec_ref_key": doc.ref_key, "onec_number": doc.number}
+        state: dict[str, Any] = {"onec_ref_key": doc.ref_key, "onec_number": doc.number, "onec_error": None}
         if doc.posted:
             state["onec_posted"] = True
         recorder.save(work, **state)
@@ -58,16 +65,17 @@ def push_order_to_onec(orders: OneCOrders, recorder: Recorder, work: RowWork, *,
     except OrderPostingError as exc:
         message = f"1C kept order {work.row.onec_number or work.row.onec_ref_key} unposted: {exc}"
         recorder.save(work, onec_error=message[:4000])
-        work.fail(ONEC, message, permanent=True)
+        work.fail(ONEC, message, permanent=not is_transient_refusal(exc))
     except OneCTransientError as exc:
         work.fail(ONEC, str(exc))
     except (OneCAuthError, OneCNotFoundError, OneCBadResponse, OneCConfigError) as exc:
         # the connection or the configuration: every order suffers, a fix and a retry help
         work.fail(ONEC, str(exc))
     except OneCODataError as exc:
-        # 1C refused the document itself (code -1 from filling/checking code, bad reference, …)
+        # 1C refused the document itself (code -1 from filling/checking code, a bad reference, …),
+        # unless the text says it was a lock or DBMS problem
         recorder.save(work, onec_error=str(exc)[:4000])
-        work.fail(ONEC, f"1C refused order {work.id}: {exc}", permanent=True)
+        work.fail(ONEC, f"1C refused order {work.id}: {exc}", permanent=not is_transient_refusal(exc))
     except OneCError as exc:  # pragma: no cover - every subclass is handled above
         work.fail(ONEC, str(exc))
     if work.lost:

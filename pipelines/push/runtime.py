@@ -119,7 +119,8 @@ def targets_from_settings(settings: Settings, *, bitrix_client: Bitrix24Client |
     if b.enabled and (bitrix_client is not None or b.webhook_url.get_secret_value()):
         if bitrix_client is None:
             bitrix_client = Bitrix24Client(b.webhook_url.get_secret_value(), timeout=b.timeout_seconds,
-                                           rate_per_second=b.rate_per_second, burst=b.burst)
+                                           rate_per_second=b.rate_per_second, burst=b.burst,
+                                           max_retries=getattr(b, "max_retries", 5))
             t._closers.append(bitrix_client)
         t.bitrix = bitrix_client
         t.mapping = load_bitrix24_mapping(mapping_name(b.mapping))

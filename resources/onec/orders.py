@@ -59,6 +59,19 @@ ROW_ALIASES = {
 _PATH_SAFE = "/()=',"
 
 
+# 1C reports infrastructure trouble inside the configuration code as the same 500 / code -1 as a
+# business refusal; these messages mean "try again later", not "this order is wrong".
+_TRANSIENT_MESSAGES = ("блокировк", "deadlock", "lock request", "lock timeout", "ошибка субд", "тайм-аут",
+                       "timeout", "превышено время ожидания", "соединение с сервером", "сеанс работы завершен",
+                       "сервер 1с:предприятия не обнаружен")
+
+
+def is_transient_refusal(exc: OneCError) -> bool:
+    """True for a `-1` error whose text is a lock/DBMS/connection problem, not a business refusal."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _TRANSIENT_MESSAGES)
+
+
 class OrderCreateUnknown(OneCTransientError):
     """A create failed in a way that may have committed, and the lookup right after found
     nothing yet: retry later (after a backoff) with a fresh lookup, never at once."""
@@ -264,5 +277,5 @@ def order_comment(order: OrderRequest) -> str:
     return ". ".join(parts)
 
 
-__all__ = ["HEADER_ALIASES", "ROW_ALIASES", "OneCOrders", "OrderCreateUnknown", "OrderDocument", "OrderLine",
+__all__ = ["HEADER_ALIASES", "ROW_ALIASES", "OneCOrders", "is_transient_refusal", "OrderCreateUnknown", "OrderDocument", "OrderLine",
            "OrderPostingError", "OrderRequest", "order_comment"]
