@@ -182,20 +182,27 @@ class IntegrationManager:
         value = await self._call(name, entry, "create_order", lambda: entry.integration.create_order(order_data))
         return self._as_result(name, "create_order", value)
 
+    async def search_products(self, query: str, limit: int = 10) -> dict[str, Any]:
+        """Search the catalogue: `{"success": True, "query", "products": [...]}`, best first."""
+        return await self._routed_call("search_products", query, limit, prefer="1c",
+                                       missing="register OneCIntegration")
+
     async def create_lead(self, lead_data: dict) -> dict[str, Any]:
         """Queue a lead for the CRM: `{"success": True, "lead_id", "status": "queued"}` (DESIGN.md)."""
-        return await self._crm_call("create_lead", lead_data)
+        return await self._routed_call("create_lead", lead_data)
 
     async def log_activity(self, activity_data: dict) -> dict[str, Any]:
         """Queue an activity log entry for the CRM, in the same shape as `create_lead`."""
-        return await self._crm_call("log_activity", activity_data)
+        return await self._routed_call("log_activity", activity_data)
 
-    async def _crm_call(self, method: str, data: dict) -> dict[str, Any]:
+    async def _routed_call(self, method: str, *args: Any, prefer: str = "bitrix24",
+                           missing: str = "register Bitrix24Integration") -> dict[str, Any]:
+        """Call `method` on the one enabled integration that has it (`prefer` wins among several)."""
         able = [(n, e) for n, e in self._enabled().items() if callable(getattr(e.integration, method, None))]
         if not able:
-            return failure(f"no enabled integration takes {method} (register Bitrix24Integration)")
-        name, entry = next(((n, e) for n, e in able if n == "bitrix24"), able[0])
-        value = await self._call(name, entry, method, lambda: getattr(entry.integration, method)(data))
+            return failure(f"no enabled integration takes {method} ({missing})")
+        name, entry = next(((n, e) for n, e in able if n == prefer), able[0])
+        value = await self._call(name, entry, method, lambda: getattr(entry.integration, method)(*args))
         return self._as_result(name, method, value)
 
     def get_status(self) -> dict[str, dict[str, Any]]:

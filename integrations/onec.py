@@ -39,7 +39,7 @@ from . import Integration
 from .availability import AvailabilityChecker, LiveBalance
 from .backlog import outbox_backlog
 from .defaults import open_database, settings_or_defaults
-from .results import failure, iso_utc, utcnow
+from .results import failure, iso_utc, plain_number, utcnow
 from .secrets import Redactor
 
 #: Failures a sync can meet in normal operation; they become `{"success": False, ...}`.
@@ -257,6 +257,25 @@ class OneCIntegration(Integration):
         except (ConfigError, OneCError) as exc:
             return failure(self._failed("availability check is not configured", exc), sku=sku, available=False)
         return await checker.check(sku)
+
+    async def search_products(self, query: str, limit: int = 10) -> dict[str, Any]:
+        """Active products for what a customer typed (Russian/Kazakh, typos, wrong layout, SKU).
+
+        `{"success": True, "query", "products": [{"sku", "name", "price", "currency", "stock",
+        "score", "match"}, ...]}`, best first; the search itself lives in `resources.store.search`.
+        """
+        if not isinstance(query, str):
+            return failure(f"query must be a string, got {type(query).__name__}", products=[])
+        try:
+            from resources.store.search import search_products
+
+            rows = await asyncio.to_thread(lambda: search_products(self.database(), query, max(0, int(limit))))
+        except (SQLAlchemyError, OSError, NotImplementedError, ValueError) as exc:
+            return failure(self.redact(f"product search failed: {type(exc).__name__}: {exc}"), query=query,
+                           products=[])
+        products_found = [{**row, "price": plain_number(row.get("price")), "stock": plain_number(row.get("stock"))}
+                          for row in rows]
+        return {"success": True, "query": query, "products": products_found}
 
     # ---- status and lifecycle -------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -257,6 +257,8 @@ def test_bot_api_doc_examples(env, capsys):
     assert f"True {sum(SEED_STOCK)} {SEED_PRICE} KZT 1c False" in out
     assert f"В наличии: {sum(SEED_STOCK)} шт. по {SEED_PRICE} KZT" in out  # from the cache, still fresh
     assert re.search(r"Order created: BOT-\d{6}\nqueued\n", out)
+    found = namespace["found"]
+    assert found["success"] and found["products"] and all("Молоко" in p["name"] for p in found["products"])
     assert namespace["lead"]["success"] and namespace["logged"]["success"], (namespace["lead"], namespace["logged"])
     assert re.search(r"1c: enabled=True, last_sync=20\S+, last_error=None, pending=1", out)
     assert "bitrix24: enabled=True, last_sync=None, last_error=None, pending=3" in out

@@ -223,3 +223,10 @@ def test_setup_from_config_registers_both_connectors(monkeypatch, tmp_path, db_u
     assert status["1c"]["enabled"] and status["bitrix24"]["enabled"] is False
     missing = setup_from_config(tmp_path / "missing.yaml", manager=IntegrationManager())
     assert missing["config"]["success"] is False and "not found" in missing["config"]["error"]
+
+
+def test_onec_search_answers_structured_results(db_url):
+    onec = OneCIntegration("http://1c/base/hs", "bot", PASSWORD, database_url=db_url)
+    assert run(onec.search_products("")) == {"success": True, "query": "", "products": []}
+    bad = run(onec.search_products(None))  # type: ignore[arg-type]
+    assert bad["success"] is False and bad["products"] == [] and "string" in bad["error"]

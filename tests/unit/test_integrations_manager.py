@@ -202,3 +202,16 @@ def test_integrations_run_concurrently(manager):
         return loop.time() - started
 
     assert run(timed()) < 0.6
+
+
+def test_search_goes_to_the_catalogue_integration(manager):
+    assert run(manager.search_products("молоко"))["success"] is False
+
+    class Catalogue(Working):
+        async def search_products(self, query: str, limit: int = 10) -> dict:
+            return {"success": True, "query": query, "products": [{"sku": "A1"}][:limit]}
+
+    manager.register("crm", NoStock())
+    manager.register("1c", Catalogue())
+    assert run(manager.search_products("молоко", limit=1)) == {"success": True, "query": "молоко",
+                                                               "products": [{"sku": "A1"}]}
