@@ -35,7 +35,6 @@ from resources.store.schema import products
 from simulators.bitrix24 import FaultConfig as BitrixFaults
 from simulators.bitrix24 import create_app as bitrix_app
 from simulators.onec import Dataset
-from simulators.onec import FaultConfig as OneCFaults
 from simulators.onec import create_app as onec_app
 from simulators.serving import ThreadServer
 

@@ -11,7 +11,13 @@ import pytest
 
 from resources.store import outbox
 from resources.store.database import PROJECT_ROOT
-from tests.e2e.push_fixtures import assert_delivered_exactly_once, drain, make_leads, make_orders, running_stack
+from tests.e2e.push_fixtures import (
+    assert_delivered_exactly_once,
+    drain,
+    make_leads,
+    make_orders,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
