@@ -131,7 +131,7 @@ class OneCIntegration(Integration):
         return (f"OneCIntegration(api_url={self.api_url!r}, username={self.username!r}, password='***', "
                 f"mapping={self.mapping!r}, live_availability={self.live.enabled})")
 
-    # ---- lazily built parts (nothing touches the network or disk in __init__) -------------------
+    # ---- lazily built parts (__init__ reads only the config file: no network, no database) ------
     def database(self) -> Database:
         """The store: constructor `database_url`, else `ZETA_DATABASE_URL`, else the config's URL."""
         if self._db is None:
