@@ -62,7 +62,10 @@ class Bitrix24Settings(_Strict):
     max_retries: int = Field(5, ge=0, le=20)
 
 
-class IntegrationsSettings(_Strict):
+class IntegrationsSettings(BaseModel):
+    """Known integrations are validated; other sections (the seed's `myservice:`) are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
     onec: OneCSettings = Field(default_factory=OneCSettings)
     bitrix24: Bitrix24Settings = Field(default_factory=Bitrix24Settings)
 
