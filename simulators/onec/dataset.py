@@ -67,6 +67,8 @@ StockRecord = tuple[int, int, int, float, float, int, int]
 
 PRICE_START = to_seconds(datetime(2025, 1, 9, 9, 0, 0))
 STOCK_START = to_seconds(datetime(2025, 3, 3, 10, 30, 0))
+PRICE_START_SPAN = 300  # days over which first price records are spread
+STOCK_START_SPAN = 200
 DAY = 86400
 OVERLAY_RECORDER = 0x8000_0000
 
@@ -93,6 +95,7 @@ class Dataset:
         self.lock = threading.RLock()
         self._build_groups()
         self.char_product = 4 if size > 4 else 0
+        self._char_kind = next(n for n, (kind, _f) in enumerate(self.kinds) if kind.ru == "Полотенце")
         self.future_product = 2 if size > 2 else 0
         self.reset()
 
@@ -156,7 +159,7 @@ class Dataset:
         h = mix(self._salt + i)
         h2 = mix(h ^ 0x5851F42D4C957F2D)
         h3 = mix(h2 + 0x14057B7EF767814F)
-        kind = h2 % len(self.kinds)
+        kind = self._char_kind if i == self.char_product else h2 % len(self.kinds)
         product_kind, folder = self.kinds[kind]
         deleted = (h & 1023) < 20
         empty_article = ((h >> 10) & 1023) < 51
@@ -261,7 +264,7 @@ class Dataset:
             step = 100 if kind.price_hi >= 20000 else 5
             final = self.base_retail(f)
             h3 = f.h3
-            periods = 1 + (h3 >> 50) % 3
+            periods = 2 + (h3 >> 50) % 3
             period = self.price_start(f)
             ratio = vocab.UNITS[f.package][1] if f.package else 1.0
             types = (0,) if f.no_wholesale else (0, 1)
@@ -362,17 +365,20 @@ class Dataset:
         return out
 
     @staticmethod
-    def stock_layout(f: Facts) -> tuple[int, int, int]:
-        """(hash, period of the first receipt, bit mask of stocked warehouses) of a product."""
-        h = mix(f.h3 ^ 0x2545F4914F6CDD1D)
+    def stock_layout(f: Facts | int) -> tuple[int, int, int]:
+        """(hash, period of the first receipt, bit mask of stocked warehouses) of a product.
+
+        Derived from the first hash alone so the Balance id list needs two hashes per product.
+        """
+        h = mix((f if isinstance(f, int) else f.h) ^ 0x2545F4914F6CDD1D)
         mask = (h & 7) or 1
         if (h >> 3) & 3:
             mask |= 1  # the main warehouse holds most goods
-        return h, STOCK_START + ((h >> 5) % 200) * DAY, mask
+        return h, STOCK_START + ((h >> 5) % STOCK_START_SPAN) * DAY, mask
 
     def price_start(self, f: Facts) -> int:
         """Period of the first generated price record of a product."""
-        return PRICE_START + ((f.h3 >> 52) % 300) * DAY
+        return PRICE_START + ((f.h3 >> 52) % PRICE_START_SPAN) * DAY
 
     @staticmethod
     def balances(records: Iterable[StockRecord], at: int | None) -> dict[tuple[int, int], tuple[float, float]]:

@@ -10,11 +10,20 @@ addressed by row id (product index * RID_SPAN + group), so building the id list 
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from simulators.onec import vocab
-from simulators.onec.dataset import Dataset
+from simulators.onec.dataset import (
+    DAY,
+    PRICE_START,
+    PRICE_START_SPAN,
+    STOCK_START,
+    STOCK_START_SPAN,
+    Dataset,
+    mix,
+)
 from simulators.onec.errors import ODataError
 from simulators.onec.keys import Kind, from_seconds, guid, product_key, resolve, to_seconds
 from simulators.onec.profiles import DIM_TARGETS, Field, N, PriceRegister, Profile, StockRegister
@@ -208,6 +217,32 @@ class SliceTable(_VirtualTable):
         self.chars = _index_set(self.restr, "Характеристика_Key", Kind.CHARACTERISTIC, offset=0)
         self._last: tuple[int, dict[tuple[int, int], tuple[Any, ...]]] = (-1, {})
 
+    def rids(self) -> Sequence[int]:
+        """One hash per untouched product decides whether it has a row (no record generation)."""
+        ds = self.ds
+        products = _products(ds, self.restr)
+        if not (self.residual is None and self.function == "SliceLast" and not self.reg.legacy
+                and (self.chars is None or 0 in self.chars)):
+            return self._ids(products)
+        special = set(ds._price_over) | {ds.char_product, ds.future_product}
+        need_start = self.period is not None and self.period < PRICE_START + PRICE_START_SPAN * DAY
+        retail = self.types is None or 0 in self.types
+        wholesale = self.types is None or 1 in self.types
+        salt = ds._salt
+        out = array("q")
+        for i in products:
+            if i in special or need_start:
+                out.extend(i * RID_SPAN + g for g in self.groups(i))
+                continue
+            roll = (mix(salt + i) >> 30) & 1023
+            if roll < 31:
+                continue
+            if retail:
+                out.append(i * RID_SPAN)
+            if wholesale and roll >= 51:
+                out.append(i * RID_SPAN + 1)
+        return out
+
     def _slice(self, i: int) -> dict[tuple[int, int], tuple[Any, ...]]:
         records = price_records(self.ds, self.reg, i)
         if self.types is not None:
@@ -380,7 +415,32 @@ class StockTable(_VirtualTable):
     def rids(self) -> Sequence[int]:
         if not self.by_product:
             return range(len(self._materialized()))
-        return super().rids()
+        ds = self.ds
+        products = _products(ds, self.restr)
+        if not (self.function == "Balance" and self.residual is None and (self.chars is None or 0 in self.chars)):
+            return self._ids(products)
+        special = set(ds._stock_over) | {ds.char_product, ds.future_product}
+        need_start = self.period is not None and self.period < STOCK_START + STOCK_START_SPAN * DAY
+        whs = [w for w in range(len(vocab.WAREHOUSES)) if self.whs is None or w in self.whs]
+        salt = ds._salt
+        out = array("q")
+        for i in products:
+            if i in special or need_start:
+                out.extend(i * RID_SPAN + g for g in self.groups(i))
+                continue
+            h = mix(salt + i)
+            if ((h >> 40) & 1023) < 102:  # no stock at all
+                continue
+            mask = ds.stock_layout(h)[2]
+            present = [w for w in whs if mask >> w & 1]
+            if not present:
+                continue
+            base = i * RID_SPAN
+            if self.keep_wh:
+                out.extend(base + w for w in present)
+            else:
+                out.append(base)
+        return out
 
     def candidates(self, restr: dict[str, frozenset[Any]]) -> Sequence[int] | None:
         return super().candidates(restr) if self.by_product else None

@@ -633,3 +633,29 @@ def test_period_is_local_naive(ut: Sim) -> None:
     doc = ut.client.post("Document_ЗаказКлиента", params=J, json={"Товары": []}).json()
     assert doc["ДатаОтгрузки"] == "0001-01-01T00:00:00" and doc["Партнер_Key"] == ZERO_GUID
     assert abs(ut.ds.now() - ut.ds.now().replace(microsecond=0)) < timedelta(seconds=1)
+
+
+def test_fast_id_lists_agree_with_record_generation() -> None:
+    """The one-hash id lists of SliceLast/Balance equal what generating every record gives."""
+    ds = Dataset(3000, seed=11)
+    ds.set_price(7, "Оптовая", 55)
+    ds.set_stock(8, 0, 0)
+    ds.set_stock(9, "Склад Астана", 3)
+    ds.remove(10)
+    sim = create_app(ds).state.simulator
+    reg = sim.profile.price
+    pt = "00000001-5e7a-11ee-9c4d-0050569a0a06"
+    cases = [
+        (reg.entity_set, reg, None, "SliceLast", ""),
+        (reg.entity_set, reg, None, "SliceLast", f"Condition='ВидЦены_Key eq guid'{pt}''"),
+        (reg.entity_set, reg, None, "SliceLast", "Period=datetime'2025-06-01T00:00:00'"),
+        ("AccumulationRegister_ТоварыНаСкладах", None, sim.profile.stock, "Balance", ""),
+        ("AccumulationRegister_ТоварыНаСкладах", None, sim.profile.stock, "Balance", "Dimensions='Номенклатура'"),
+        ("AccumulationRegister_ТоварыНаСкладах", None, sim.profile.stock, "Balance",
+         "Period=datetime'2025-05-01T00:00:00',Dimensions='Номенклатура,Склад'"),
+    ]
+    for name, price_reg, stock_reg, fn, params in cases:
+        vt = sim._virtual(name, price_reg, stock_reg, fn, params, {})
+        products = [i for i in range(ds.size) if ds.exists(i)]
+        assert list(vt.rids()) == list(vt._ids(products)), (fn, params)
+        assert all(vt.row(r) for r in list(vt.rids())[:50])
