@@ -493,6 +493,7 @@ class QueryCase:
     expect_words: tuple[str, ...] = ()
     match: str | None = None  # expected match kind of the hit
     top1: bool = False
+    in_stock: bool = False
     absent: tuple[str, ...] = ()
     empty: bool = False
     note: str = ""
@@ -511,6 +512,7 @@ def load_queries(path: Path = QUERIES_FILE) -> list[QueryCase]:
                 expect_words=tuple(item.get("expect_words", ())),
                 match=item.get("match"),
                 top1=bool(item.get("top1", False)),
+                in_stock=bool(item.get("in_stock", False)),
                 absent=tuple(item.get("absent", ())),
                 empty=bool(item.get("empty", False)),
                 note=str(item.get("note", "")),
@@ -533,9 +535,13 @@ def judge(case: QueryCase, results: list[dict[str, Any]]) -> tuple[bool, str]:
             return False, f"{sku} must not be returned"
     if case.empty:
         return (not results), "expected no results"
+    if not case.expect and not case.expect_words:
+        return True, ""
     top = results[:1] if case.top1 else results[:3]
     for row in top:
         if row["sku"] in case.expect or (case.expect_words and _words_hit(row, case.expect_words)):
+            if case.in_stock and not row["stock"] > 0:
+                continue
             if case.match and row["match"] != case.match:
                 return False, f"{row['sku']} found as {row['match']!r}, expected {case.match!r}"
             return True, ""

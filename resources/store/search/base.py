@@ -53,8 +53,10 @@ class ProductSearch(ABC):
         """The indexed folded words (cached by the backend per index version)."""
 
     @abstractmethod
-    def candidates(self, conn: Connection, plan: Plan, *, strict: bool, skip: int | None, limit: int) -> list[Candidate]:
-        """Active products matching the plan, best BM25 first."""
+    def candidates(
+        self, conn: Connection, plan: Plan, *, strict: bool, skip: int | None, names_only: bool, limit: int
+    ) -> list[Candidate]:
+        """Active products matching the plan (in their names only, or names and groups), best BM25 first."""
 
     @abstractmethod
     def fetch(self, conn: Connection, skus: list[str]) -> dict[str, dict[str, Any]]:
@@ -79,9 +81,12 @@ class ProductSearch(ABC):
                 for sku, kind in self.lookup_idents(conn, key, prefix=True, limit=limit):
                     offer(sku, IDENT_PREFIX_SCORE, f"{kind}_prefix")
 
-        if fold(query):
+        # One word that is exactly an identifier is a code, not words to look for in names.
+        is_code = bool(scores) and len(query.split()) == 1
+        if fold(query) and not is_code:
             plan = build_plan(query, self.vocabulary(conn))
-            if plan is not None:
+            # Words left out and the rest only guessed: nothing worth offering (see ranking).
+            if plan is not None and (plan.has_sure_words or not plan.dropped):
                 self._text_search(conn, plan, limit, offer)
 
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1][0], kv[0]))
@@ -99,14 +104,19 @@ class ProductSearch(ABC):
         return out
 
     def _text_search(self, conn: Connection, plan: Plan, limit: int, offer: Any) -> None:
-        found = 0
-        attempts: list[tuple[bool, int | None]] = [(True, None)]
+        """Widen step by step until `limit` products are found: exact words in names, then word
+        prefixes, then group names too, then (only if nothing matched) all but one chunk."""
+        found: set[str] = set()
+        attempts: list[tuple[bool, int | None, bool]] = [(True, None, True)]
         if plan.has_exact_words:
-            attempts.append((False, None))
-        tried_relaxed = False
+            attempts.append((False, None, True))
+        attempts.append((False, None, False))
+        relaxed = False
         while attempts:
-            strict, skip = attempts.pop(0)
-            cands = self.candidates(conn, plan, strict=strict, skip=skip, limit=self.candidate_limit)
+            strict, skip, names_only = attempts.pop(0)
+            cands = self.candidates(
+                conn, plan, strict=strict, skip=skip, names_only=names_only, limit=self.candidate_limit
+            )
             best = min((c.bm25 for c in cands), default=0.0)
             for c in cands:
                 relevance = c.bm25 / best if best < 0 else 0.0
@@ -115,11 +125,11 @@ class ProductSearch(ABC):
                 )
                 if scored is not None:
                     offer(c.sku, scored.score, scored.match)
-                    found += 1
-            if found >= limit:
+                    found.add(c.sku)
+            if len(found) >= limit:
                 break
-            if not attempts and found == 0 and not tried_relaxed and len(plan.chunks) > 1:
+            if not attempts and not found and not relaxed and len(plan.chunks) > 1:
                 # Nothing matches every chunk: try without each one, costliest reading first.
-                tried_relaxed = True
+                relaxed = True
                 order = sorted(range(len(plan.chunks)), key=lambda i: -plan.chunks[i].forms[0].cost)
-                attempts.extend((False, i) for i in order[:3])
+                attempts.extend((False, i, True) for i in order[:3])

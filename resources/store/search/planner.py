@@ -118,6 +118,11 @@ class Plan:
         return " AND ".join(parts)
 
     @property
+    def has_sure_words(self) -> bool:
+        """Whether some word matched the vocabulary as typed (exactly or as a prefix)."""
+        return any(w.kind != "fuzzy" for c in self.chunks for f in c.forms for w in f.words)
+
+    @property
     def has_exact_words(self) -> bool:
         return any(w.kind == "exact" for c in self.chunks for f in c.forms for w in f.words)
 

@@ -27,10 +27,12 @@ _IDENT_PREFIX_SQL = text(
     "SELECT sku, kind FROM product_idents WHERE ident >= :key AND ident < :key || char(1114111) "
     "ORDER BY ident, sku LIMIT :limit"
 )
+# BM25 weights: a word in the name counts more than one in the group.
 _CANDIDATES_SQL = text(
-    "SELECT s.sku, s.name, s.grp, s.in_stock, f.rank FROM "
-    "(SELECT rowid AS doc_id, rank FROM products_fts WHERE products_fts MATCH :q ORDER BY rank LIMIT :limit) f "
-    "JOIN product_search s ON s.doc_id = f.doc_id ORDER BY f.rank"
+    "SELECT s.sku, s.name, s.grp, s.in_stock, f.score FROM "
+    "(SELECT rowid AS doc_id, bm25(products_fts, 1.0, 0.3) AS score FROM products_fts "
+    "WHERE products_fts MATCH :q ORDER BY score LIMIT :limit) f "
+    "JOIN product_search s ON s.doc_id = f.doc_id ORDER BY f.score"
 )
 _KIND_ORDER = {"sku": 0, "barcode": 1, "article": 2, "code": 3}
 
@@ -68,10 +70,14 @@ class SqliteProductSearch(ProductSearch):
             self._vocab = (version, vocab)
             return vocab
 
-    def candidates(self, conn: Connection, plan: Plan, *, strict: bool, skip: int | None, limit: int) -> list[Candidate]:
+    def candidates(
+        self, conn: Connection, plan: Plan, *, strict: bool, skip: int | None, names_only: bool, limit: int
+    ) -> list[Candidate]:
         expr = plan.fts(strict=strict, skip=skip)
         if not expr:
             return []
+        if names_only:
+            expr = "{name} : (" + expr + ")"
         rows = conn.execute(_CANDIDATES_SQL, {"q": expr, "limit": limit}).all()
         return [Candidate(r[0], r[1], r[2], bool(r[3]), float(r[4])) for r in rows]
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-__all__ = ["Vocabulary", "max_edits"]
+__all__ = ["MIN_CORRECTION_LENGTH", "Vocabulary", "max_edits"]
+
+MIN_CORRECTION_LENGTH = 3
 
 
 def max_edits(word: str) -> int:
@@ -41,7 +43,8 @@ class Vocabulary:
         df = {term: int(doc) for term, doc in rows if term}
         by_length: dict[int, list[str]] = {}
         for term in df:
-            if not any(ch.isdigit() for ch in term):  # numbers are never "typos" of each other
+            # Numbers are never "typos" of each other, and nobody means «мл» when typing a word.
+            if len(term) >= MIN_CORRECTION_LENGTH and not any(ch.isdigit() for ch in term):
                 by_length.setdefault(len(term), []).append(term)
         return cls(df=df, sorted_terms=sorted(df), by_length=by_length)
 

@@ -110,8 +110,6 @@ def _sqlite_upgrade() -> None:
         )
         """
     )
-    # Name words weigh more than group words in BM25 (`ORDER BY rank`).
-    op.execute("INSERT INTO products_fts (products_fts, rank) VALUES ('rank', 'bm25(1.0, 0.3)')")
     op.execute("CREATE VIRTUAL TABLE products_fts_vocab USING fts5vocab(products_fts, 'row')")
     op.execute(
         """
