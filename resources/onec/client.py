@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -120,8 +120,13 @@ class OneCClient:
         return self.root + path
 
     def _raise_for(self, response: httpx.Response, what: str) -> None:
+        """Raise the precise error for a failed response.
+
+        5xx answers are transient; so is a 500 with code -1 on a GET (reads are idempotent and a -1
+        on a read is typically a lock or DBMS hiccup). A -1 on a write is a business error.
+        """
         status = response.status_code
-        url = str(response.request.url)
+        url = unquote(str(response.request.url))
         body = _parse_odata_error(response)
         if status == 401:
             detail = f" ({body[1]})" if body else ""
@@ -144,7 +149,7 @@ class OneCClient:
             )
         if body:
             code, message = body
-            if status in _RETRY_STATUSES and code != "-1":
+            if status in _RETRY_STATUSES and (code != "-1" or response.request.method == "GET"):
                 raise OneCTransientError(
                     f"1C: {what} failed with HTTP {status}, code {code}: {message}", url=url, status=status, code=code
                 )
@@ -179,15 +184,15 @@ class OneCClient:
         if "json" not in ctype:
             raise OneCBadResponse(
                 f"1C: {what} answered {ctype or 'no content type'} instead of JSON (HTTP {response.status_code}) "
-                f"at {response.request.url}: a login page, a proxy error page or OData without JSON support",
-                url=str(response.request.url), status=response.status_code,
+                f"at {unquote(str(response.request.url))}: a login page, a proxy error page or OData without JSON "
+                "support", url=unquote(str(response.request.url)), status=response.status_code,
             )
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
             raise OneCTransientError(
-                f"1C: {what} returned broken JSON ({exc}) at {response.request.url}",
-                url=str(response.request.url), status=response.status_code,
+                f"1C: {what} returned broken JSON ({exc}) at {unquote(str(response.request.url))}",
+                url=unquote(str(response.request.url)), status=response.status_code,
             ) from None
 
     def _retrying(self, what: str) -> Retrying:

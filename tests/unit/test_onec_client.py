@@ -136,9 +136,15 @@ def test_business_error_is_surfaced_with_code_and_not_retried():
         return odata_error(500, "-1", "Ошибка при выполнении обработчика - 'ОбработкаЗаполнения'")
 
     with pytest.raises(OneCODataError) as err:
-        make_client(handler).list_page("Document_ЗаказКлиента")
+        make_client(handler).send("POST", "Document_ЗаказКлиента", "creating an order", {"Товары": []})
     assert "code -1" in str(err.value) and "ОбработкаЗаполнения" in str(err.value)
     assert len(calls) == 1
+
+
+def test_minus_one_on_a_read_is_retried():
+    script = iter([odata_error(500, "-1", "Конфликт блокировок"), odata([{"Ref_Key": "a"}])])
+    client = make_client(lambda r: next(script))
+    assert client.list_page("Catalog_Номенклатура") == [{"Ref_Key": "a"}] and client.retries_done == 1
 
 
 def test_transient_5xx_and_drops_are_retried_then_succeed():
