@@ -32,8 +32,8 @@ from simulators.onec.engine import QueryEngine
 from simulators.onec.errors import ODataError, not_found_entity, not_found_set
 from simulators.onec.faults import DropConnection, FaultConfig, FaultState
 from simulators.onec.profiles import profile
-from simulators.onec.query import MISSING, Composite, Select, parse_int, parse_select
-from simulators.onec.tables import Table
+from simulators.onec.query import MISSING, Composite, Select, parse_filter, parse_int, parse_select
+from simulators.onec.tables import Registry, Table
 from simulators.onec.writes import Writer
 
 DEFAULT_USERS = {"Администратор": "zeta-demo"}
@@ -139,8 +139,6 @@ class OneCSimulator:
         self.ds = dataset or Dataset()
         self.configuration = configuration
         self.profile = profile(configuration)
-        from simulators.onec.tables import Registry
-
         self.registry = Registry(self.ds, self.profile)
         self.engine = QueryEngine(self.registry)
         self.writer = Writer(self.ds, self.registry, self.profile)
@@ -207,7 +205,8 @@ class OneCSimulator:
         segs = split_path(path[len(self.root):])
         if not segs:
             return "(service)"
-        return _SEGMENT.fullmatch(segs[0]).group(1) if _SEGMENT.fullmatch(segs[0]) else segs[0]  # type: ignore[union-attr]
+        m = _SEGMENT.fullmatch(segs[0])
+        return m.group(1) if m else segs[0]
 
     def _gatekeeper(self, request: Request, method: str, path: str, raw_qs: bytes) -> Reply | None:
         """Web server and 1C module checks that happen before any OData processing."""
@@ -271,10 +270,6 @@ class OneCSimulator:
         except Exception as exc:  # a simulator bug must still look like 1C
             err = ODataError(500, "-1", f"Произошла внутренняя ошибка OData-сервиса: {type(exc).__name__}: {exc}")
             return self._error(err, params, request)
-
-    @property
-    def base_url(self) -> str:
-        return self.root
 
     def _dispatch(self, request: Request, method: str, path: str, params: dict[str, str], body: bytes) -> Reply:
         as_json, meta = negotiate(params, request.headers)
@@ -390,8 +385,6 @@ class OneCSimulator:
         parts = vtables.split_params(key)
         if not parts:
             raise ODataError(400, "7", f"Не указан ключ сущности \"{table.name}\"")
-        from simulators.onec.query import parse_filter
-
         checks = []
         for prop, literal in parts.items():
             value = parse_filter(literal)
@@ -406,9 +399,8 @@ class OneCSimulator:
             if get is None:
                 raise ODataError(400, "7", f"Свойство {prop} не является ключом \"{table.name}\"")
             checks.append(lambda r, g=get, v=lit: g(r) == v)
-        restr = {"Номенклатура_Key": frozenset([parts_lit])} if (
-            parts_lit := _literal_of(parts.get("Номенклатура_Key"))) else {}
-        base = table.candidates(restr) if restr else None
+        product = _literal_of(parts.get("Номенклатура_Key"))
+        base = table.candidates({"Номенклатура_Key": frozenset([product])}) if product else None
         for rid in base if base is not None else table.rids():
             if all(check(rid) for check in checks):
                 return rid

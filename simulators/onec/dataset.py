@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from simulators.onec import vocab
 from simulators.onec.keys import (
+    ITEM_BASE,
     ZERO_GUID,
     Kind,
     data_version,
@@ -29,6 +30,7 @@ from simulators.onec.keys import (
     from_seconds,
     guid,
     product_key,
+    resolve,
     to_seconds,
 )
 
@@ -188,8 +190,6 @@ class Dataset:
 
     def index_of(self, key: str) -> int | None:
         """Product index of a Ref_Key, or None (unknown, a folder, or physically removed)."""
-        from simulators.onec.keys import ITEM_BASE, resolve
-
         found = resolve(key)
         if found is None or found[0] != Kind.PRODUCT or found[1] < ITEM_BASE:
             return None

@@ -73,6 +73,7 @@ class Projector:
                 raise ODataError(400, "10", f"Табличная часть \"{tab}\" не найдена у \"{table.name}\"")
         self.fields = chosen
         self._plan = [(f, f.nav) for f in chosen]
+        self._extra_expand = [n for n in expand if n not in {f.nav for f in chosen}]
         self.links = meta != "nometadata" and select.fields is None and table.keyed
 
     def entity(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +106,8 @@ class Projector:
                     out[nav] = self._expanded(out[f.name])
             elif sel.all_presentations or f.name in sel.presentations:
                 out[f"{f.name}____Presentation"] = "" if value is MISSING else str(out[f.name])
+        for nav in self._extra_expand:
+            out[nav] = self._expanded(to_json(row.get(f"{nav}_Key"), "Edm.Guid"))
         if links:
             out.update(links)
         return out

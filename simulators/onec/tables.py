@@ -37,7 +37,6 @@ from simulators.onec.profiles import (
     N,
     PriceRegister,
     Profile,
-    S,
     StockRegister,
 )
 from simulators.onec.query import MISSING, Composite
@@ -661,7 +660,3 @@ class Registry:
             date: datetime = row["Date"]
             return f"{self.profile.order_title} {row['Number']} от {date:%d.%m.%Y %H:%M:%S}"
         return str(row.get("Description", ""))
-
-
-__all__ = ["Registry", "Table", "ListTable", "RID_SPAN", "price_record_row", "price_register_fields",
-           "price_records", "stock_dim_value", "B", "D", "G", "I64", "N", "S"]

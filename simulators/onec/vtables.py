@@ -25,7 +25,7 @@ from simulators.onec.dataset import (
     mix,
 )
 from simulators.onec.errors import ODataError
-from simulators.onec.keys import Kind, from_seconds, guid, product_key, resolve, to_seconds
+from simulators.onec.keys import Kind, from_seconds, resolve, to_seconds
 from simulators.onec.profiles import DIM_TARGETS, Field, N, PriceRegister, Profile, StockRegister
 from simulators.onec.query import DictContext, compile_filter, parse_datetime, parse_filter, restrictions
 from simulators.onec.tables import (
@@ -459,5 +459,3 @@ def build(ds: Dataset, p: Profile, set_name: str, kind: str, reg: Any, function:
     check_params(function, params)
     return StockTable(ds, p, reg, function, params)
 
-
-__all__ = ["build", "split_params", "parse_condition", "ALL_FUNCTIONS", "SERVICE_PARAMS", "product_key", "guid"]

@@ -12,7 +12,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-from simulators.onec import vocab
 from simulators.onec.dataset import Dataset
 from simulators.onec.errors import ODataError, business
 from simulators.onec.keys import ZERO_GUID, Kind, data_version, guid
@@ -304,5 +303,3 @@ class Writer:
         if "Артикул" in body:
             self.ds.set_article(i, coerce(Field("Артикул"), body["Артикул"]))
 
-
-__all__ = ["Writer", "coerce", "vocab"]

@@ -323,6 +323,27 @@ def test_paging_counts_and_percent_encoding(ut: Sim) -> None:
     assert r.json()["value"][0]["Ref_Key"] == product_key(2)
 
 
+def test_select_expand_and_presentations(ut: Sim) -> None:
+    ref = ut.client.post("Document_ЗаказКлиента", params=J, json=order_body(ut, "BOT-S")).json()["Ref_Key"]
+    plain = ut.rows("Document_ЗаказКлиента", **{"$select": "**"})[0]
+    full = ut.rows("Document_ЗаказКлиента", **{"$select": "*"})[0]
+    assert "Товары" not in plain and len(full["Товары"]) == 2 and plain["Ref_Key"] == ref
+    partial = ut.rows("Document_ЗаказКлиента", **{"$select": "Number,Товары/Цена"})[0]
+    assert partial == {"Number": partial["Number"], "Товары": [{"Цена": 100}, {"Цена": 100}]}
+    r = ut.get("Document_ЗаказКлиента", {"$select": "НетТакого"})
+    assert r.status_code == 400
+    item = ut.rows("Catalog_Номенклатура", **{"$filter": f"Ref_Key eq guid'{product_key(0)}'",
+                                              "$select": "Description,Parent_Key,Parent____Presentation",
+                                              "$expand": "Parent,ЕдиницаИзмерения"})[0]
+    assert item["Parent____Presentation"] == item["Parent"]["Description"]
+    assert item["ЕдиницаИзмерения"]["Description"] in ("шт", "кг", "л")
+    root_item = next(i for i in range(ut.ds.size) if ut.ds.facts(i).parent < 0)
+    expanded = ut.rows("Catalog_Номенклатура", **{"$filter": f"Ref_Key eq guid'{product_key(root_item)}'",
+                                                  "$expand": "Parent"})[0]
+    assert expanded["Parent"] is None and expanded["Parent_Key"] == ZERO_GUID  # null only from $expand
+    assert ut.get("Catalog_Номенклатура", {"$top": "ten"}).status_code == 400
+
+
 def test_filters(ut: Sim) -> None:
     p = "Catalog_Номенклатура"
     milk = ut.rows(p, **{"$filter": "substringof('молоко', Description) and IsFolder eq false"})
@@ -591,7 +612,14 @@ def test_faults(ut: Sim) -> None:
         ut.client.post("Document_ЗаказКлиента", params=J, json=order_body(ut, "BOT-LOST"))
     set_faults(lose_create_response_rate=0.0)
     assert len(ut.rows("Document_ЗаказКлиента", **{"$filter": "НомерПоДаннымКлиента eq 'BOT-LOST'"})) == 1
-    set_faults(error_rate=1.0, only_sets=["Catalog_Склады"])
+    set_faults(lose_create_response_rate=0.0, create_fails=True)
+    r = ut.client.post("Document_ЗаказКлиента", params=J, json=order_body(ut, "BOT-NEVER"))
+    assert r.status_code == 500 and odata_error(r)[0] == "-1"
+    set_faults(create_fails=False, slow_rate=1.0, slow_seconds=0.2, seed=3)
+    t0 = time.perf_counter()
+    ut.get("Catalog_Валюты")
+    assert time.perf_counter() - t0 >= 0.2
+    set_faults(slow_rate=0.0, error_rate=1.0, only_sets=["Catalog_Склады"])
     assert ut.get("Catalog_Валюты").status_code == 200 and ut.get("Catalog_Склады").status_code >= 500
     stats = ut.admin("GET", "stats").json()
     assert stats["by_set"]["Catalog_Валюты"]["502"] >= 1 and stats["documents"] == 1
