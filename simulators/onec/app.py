@@ -17,7 +17,7 @@ import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote, unquote_to_bytes
 
 import orjson
 from starlette.applications import Starlette
@@ -67,14 +67,17 @@ def parse_segment(seg: str) -> tuple[str, str | None]:
     return m.group(1), m.group(2)
 
 
+def _decode(raw: bytes) -> str:
+    """Percent-decode at byte level, then UTF-8 (`+` is a space, as form encoding has it)."""
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", errors="replace")
+
+
 def parse_query(raw: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
-    for part in raw.decode("latin-1").split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        out[unquote_plus(key, encoding="utf-8", errors="replace")] = unquote_plus(value, encoding="utf-8",
-                                                                                  errors="replace")
+    for part in raw.split(b"&"):
+        if part:
+            key, _, value = part.partition(b"=")
+            out[_decode(key)] = _decode(value)
     return out
 
 
@@ -160,7 +163,7 @@ class OneCSimulator:
         method = request.method.upper()
         path: str = scope["path"]
         raw_qs: bytes = scope.get("query_string", b"")
-        url = path + ("?" + unquote_plus(raw_qs.decode("latin-1"), encoding="utf-8") if raw_qs else "")
+        url = path + ("?" + _decode(raw_qs) if raw_qs else "")
         cfg = self.faults.config
         early = self._gatekeeper(request, method, path, raw_qs)
         entity_set = self._set_name(path)
