@@ -215,7 +215,11 @@ class Dataset:
     def deleted(self, i: int, f: Facts | None = None) -> bool:
         if i in self._deleted:
             return self._deleted[i]
-        return (f or self.facts(i)).deleted
+        if f is not None:
+            return f.deleted
+        if i == self.char_product or i == self.future_product:
+            return False
+        return (mix(self._salt + i) & 1023) < 20  # same roll as facts(): filters scan this
 
     def generated_name(self, i: int, f: Facts | None = None, variant: int = 0) -> str:
         f = f or self.facts(i)

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from simulators.onec.errors import ODataError
 from simulators.onec.query import (
     MISSING,
     compile_filter,
@@ -34,7 +35,13 @@ class TableContext:
 
     def getter(self, path: tuple[str, ...]) -> Callable[[Any], Any] | None:
         if len(path) == 1:
-            return self.table.getter(path[0])
+            name = path[0]
+            fmap = self.table.field_map()
+            if name.endswith("_Key") and name[:-4] in fmap and fmap[name[:-4]].composite:
+                # reported for 1C: `Recorder_Key eq guid'…'` is a 400, only `Recorder eq cast(…)` works
+                raise ODataError(400, "14", f"Свойство \"{name}\" не найдено; для составного типа используйте "
+                                 f"{name[:-4]} eq cast(guid'…','<Тип>')")
+            return self.table.getter(name)
         if len(path) == 2:
             ref = self.table.field_map().get(f"{path[0]}_Key")
             key_of = self.table.getter(f"{path[0]}_Key")

@@ -376,6 +376,8 @@ def test_filters(ut: Sim) -> None:
     cast = ut.rows("InformationRegister_ЦеныНоменклатуры25_RecordType",
                    **{"$filter": f"Recorder eq cast(guid'{recorder}','Document_УстановкаЦенНоменклатуры')"})
     assert cast and all(r["Recorder"] == recorder for r in cast)
+    r = ut.get("InformationRegister_ЦеныНоменклатуры25_RecordType", {"$filter": f"Recorder_Key eq guid'{recorder}'"})
+    assert r.status_code == 400
 
 
 # ------------------------------------------------------------------------------------ virtual tables
@@ -497,6 +499,8 @@ def test_order_create_post_patch_delete(ut: Sim) -> None:
                                                 "$select": "Ref_Key,Number,Posted"})
     assert len(found) == 2 and set(found[0]) == {"Ref_Key", "Number", "Posted"}
     assert ut.rows("Document_ЗаказКлиента_Товары", **{"$filter": f"Ref_Key eq guid'{ref}'"})[1]["LineNumber"] == "2"
+    row = ut.get(f"Document_ЗаказКлиента_Товары(Ref_Key=guid'{ref}', LineNumber=2)").json()
+    assert row["LineNumber"] == "2" and row["Номенклатура_Key"] == product_key(2)
     version = ut.get(f"Document_ЗаказКлиента(guid'{ref}')").json()["DataVersion"]
     r = ut.client.post(f"Document_ЗаказКлиента(guid'{ref}')/Post", params={**J, "PostingModeOperational": "false"})
     assert r.status_code == 200 and r.json()["Posted"] is True
