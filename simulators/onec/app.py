@@ -620,6 +620,10 @@ def _admin_routes(sim: OneCSimulator) -> list[Route]:
         warehouses = [w for w in (q.get("warehouses") or "").split(",") if w] or None
         with ds.lock:
             data = ds.expected_products(q.get("price_type", "Розничная"), warehouses)
+        if "offset" in q or "limit" in q:  # 1M products is ~250 MB of JSON: let callers page it
+            offset = int(q.get("offset") or 0)
+            limit = int(q.get("limit") or len(data))
+            data = dict(list(data.items())[offset:offset + limit])
         return Response(render.dumps(data), media_type="application/json")
 
     return [

@@ -644,6 +644,8 @@ def test_admin_mutations_reach_odata(ut: Sim) -> None:
     assert ut.admin("POST", "mutate", json={"op": "bogus"}).status_code == 400
     exp = ut.admin("GET", "expected").json()
     assert exp[ut.ds.sku(i)]["name"] == "Қымыз Береке 1 л"
+    page = ut.admin("GET", "expected", params={"offset": 10, "limit": 5}).json()
+    assert list(page) == list(exp)[10:15]
     health = ut.admin("GET", "health").json()
     assert health["status"] == "ok" and health["size"] == 2000
 
