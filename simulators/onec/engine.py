@@ -128,6 +128,9 @@ class QueryEngine:
             return ids
         paths = [(p[0] if len(p) == 1 else None) for p, _asc in order]
         natural = list(table.natural)
+        for p in paths:
+            if p is not None and table.getter(p) is None:
+                raise ODataError(400, "14", f"Свойство \"{p}\" не найдено у \"{table.name}\" ($orderby)")
         if all(asc for _p, asc in order) and None not in paths:
             if paths == natural[: len(paths)]:
                 return ids
@@ -137,7 +140,9 @@ class QueryEngine:
         getters = []
         for path, asc in order:
             get = ctx.getter(path)
-            getters.append((get or (lambda r: None), asc))
+            if get is None:  # e.g. $orderby=Ref_Key on a virtual table, which has no Ref_Key
+                raise ODataError(400, "14", f"Свойство \"{'/'.join(path)}\" не найдено у \"{table.name}\" ($orderby)")
+            getters.append((get, asc))
         per_product = table.kind in ("register", "virtual") and natural[:1] == ["Номенклатура_Key"] and (
             paths[0] == "Номенклатура_Key" and order[0][1])
         if per_product:

@@ -427,6 +427,8 @@ def test_virtual_table_errors_and_record_type_rule(sims: dict[str, Sim]) -> None
     assert r.status_code == 400
     r = ut.get("Catalog_Номенклатура/Balance")
     assert r.status_code == 400
+    r = ut.get("AccumulationRegister_ТоварыНаСкладах/Balance", {"$orderby": "Ref_Key", "$top": 10})
+    assert r.status_code == 400  # virtual tables have no Ref_Key
     assert ut.rows("InformationRegister_ЦеныНоменклатуры_RecordType/SliceLast", **{"$top": 1})  # old register kept
     unf = sims["unf"]
     assert unf.rows("InformationRegister_ЦеныНоменклатуры/SliceLast", **{"$top": 1})[0]["ВидЦен_Key"]
