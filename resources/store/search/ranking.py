@@ -10,8 +10,10 @@ ties of match quality but never beat a better match.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from resources.store.search.normalize import fold
 from resources.store.search.planner import Plan
 
 __all__ = ["IDENT_SCORES", "Scored", "score_candidate"]
@@ -25,6 +27,14 @@ _MAX_EDIT_PENALTY = 6.0
 _FIRST_WORD_BONUS = 2.0
 _IN_STOCK_BONUS = 1.0
 _RELEVANCE_SPAN = 0.9
+
+
+_FOLDED = re.compile(r"[0-9a-zа-я. ]*")
+
+
+def _words(index_text: str) -> list[str]:
+    """Words of an index text; folded here too if the row was indexed from a raw name (no search_text)."""
+    return (index_text if _FOLDED.fullmatch(index_text) else fold(index_text)).split()
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,8 @@ def score_candidate(
     """Score one candidate (`name`/`group` are folded index text; `relevance` in [0, 1], best = 1).
 
     None if the plan does not actually match (FTS prefix matching is a little wider than ours)."""
-    name_words = name.split()
-    group_words = group.split()
+    name_words = _words(name)
+    group_words = _words(group)
     kinds: set[str] = set()
     transforms: set[str] = set()
     edits = 0

@@ -95,31 +95,46 @@ class SqliteProductSearch(ProductSearch):
         return {r["sku"]: {**r, "is_active": bool(r["is_active"])} for r in rows}
 
 
+_LETTER_FOLD = "ёЁқҚңҢғҒүҮұҰәӘөӨіІһҺ"
+_LETTER_BASE = "еЕкКнНгГуУуУаАоОиИхХ"
+
+
+def _sql_fold(expr: str) -> str:
+    """Same fallback folding as the triggers of migration 0002 (for rows without `search_text`)."""
+    for src, dst in zip(_LETTER_FOLD, _LETTER_BASE, strict=True):
+        expr = f"replace({expr}, '{src}', '{dst}')"
+    return expr
+
+
+def _sql_ident(col: str) -> str:
+    expr = col
+    for ch in ("' '", "'-'", "'.'", "'/'", "char(9)"):
+        expr = f"replace({expr}, {ch}, '')"
+    return f"upper(trim({expr}))"
+
+
+_REST = "substr(search_text, instr(search_text, '|') + 1)"
 _REFILL = (
     "DELETE FROM product_idents",
     "DELETE FROM product_search",
-    """
+    f"""
     INSERT INTO product_search (sku, in_stock, name, grp)
     SELECT sku, stock > 0,
-        CASE WHEN search_text IS NULL THEN name WHEN instr(search_text, '|') = 0 THEN search_text
+        CASE WHEN search_text IS NULL THEN {_sql_fold("name")}
+             WHEN instr(search_text, '|') = 0 THEN search_text
              ELSE substr(search_text, 1, instr(search_text, '|') - 1) END,
-        CASE WHEN search_text IS NULL THEN coalesce(group_name, '')
+        CASE WHEN search_text IS NULL THEN {_sql_fold("coalesce(group_name, '')")}
              WHEN instr(search_text, '|') = 0 THEN ''
-             WHEN instr(substr(search_text, instr(search_text, '|') + 1), '|') = 0
-                THEN substr(search_text, instr(search_text, '|') + 1)
-             ELSE substr(substr(search_text, instr(search_text, '|') + 1), 1,
-                         instr(substr(search_text, instr(search_text, '|') + 1), '|') - 1) END
+             WHEN instr({_REST}, '|') = 0 THEN {_REST}
+             ELSE substr({_REST}, 1, instr({_REST}, '|') - 1) END
     FROM products WHERE is_active
     """,
     "INSERT INTO products_fts (products_fts) VALUES ('rebuild')",
     *(
         f"""
         INSERT OR IGNORE INTO product_idents (ident, kind, sku)
-        SELECT upper(trim(replace(replace(replace(replace(replace({col}, ' ', ''), '-', ''), '.', ''), '/', ''),
-                                  char(9), ''))), '{col}', sku
-        FROM products WHERE is_active AND {col} IS NOT NULL
-            AND upper(trim(replace(replace(replace(replace(replace({col}, ' ', ''), '-', ''), '.', ''), '/', ''),
-                                   char(9), ''))) <> ''
+        SELECT {_sql_ident(col)}, '{col}', sku FROM products
+        WHERE is_active AND {col} IS NOT NULL AND {_sql_ident(col)} <> ''
         """
         for col in ("sku", "barcode", "article", "code")
     ),

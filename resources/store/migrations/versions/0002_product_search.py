@@ -4,7 +4,9 @@ Revision ID: 0002_product_search
 Revises: 0001_catalogue
 
 `products.search_text` is written by the sync (see `resources.store.search.document`); the
-triggers only copy and split it, so no custom SQL function is needed by any connection.
+triggers only copy and split it, so no custom SQL function is needed by any connection. A row
+written without it (NULL) is still indexed, from its raw name and group with ё and the Kazakh
+letters folded by plain `replace()`.
 
 SQLite objects (the DDL is frozen here; change it only in a later migration):
 - `product_search`: one row per *active* product, `doc_id INTEGER PRIMARY KEY AUTOINCREMENT`
@@ -36,16 +38,30 @@ def _ident(expr: str) -> str:
     return f"upper(trim({expr}))"
 
 
+# ё and the Kazakh letters, both cases (FTS5 folds case itself; SQLite's lower() is ASCII-only).
+_LETTER_FOLD = "ёЁқҚңҢғҒүҮұҰәӘөӨіІһҺ"
+_LETTER_BASE = "еЕкКнНгГуУуУаАоОиИхХ"
+
+
+def _sql_fold(expr: str) -> str:
+    """Fallback folding in plain SQL, for rows written without `search_text`."""
+    for src, dst in zip(_LETTER_FOLD, _LETTER_BASE, strict=True):
+        expr = f"replace({expr}, '{src}', '{dst}')"
+    return expr
+
+
 def _sections(r: str) -> tuple[str, str]:
     """SQL for the (name, group) sections of `search_text` of row alias `r` (`new` or a table)."""
     st = f"{r}.search_text"
     rest = f"substr({st}, instr({st}, '|') + 1)"
     name = (
-        f"CASE WHEN {st} IS NULL THEN {r}.name WHEN instr({st}, '|') = 0 THEN {st} "
+        f"CASE WHEN {st} IS NULL THEN {_sql_fold(f'{r}.name')} WHEN instr({st}, '|') = 0 THEN {st} "
         f"ELSE substr({st}, 1, instr({st}, '|') - 1) END"
     )
+    raw_group = f"coalesce({r}.group_name, '')"
     group = (
-        f"CASE WHEN {st} IS NULL THEN coalesce({r}.group_name, '') WHEN instr({st}, '|') = 0 THEN '' "
+        f"CASE WHEN {st} IS NULL THEN {_sql_fold(raw_group)} "
+        f"WHEN instr({st}, '|') = 0 THEN '' "
         f"WHEN instr({rest}, '|') = 0 THEN {rest} ELSE substr({rest}, 1, instr({rest}, '|') - 1) END"
     )
     return name, group
