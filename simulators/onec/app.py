@@ -137,7 +137,7 @@ class OneCSimulator:
     """The OData publication as an ASGI callable; state shared with the admin routes."""
 
     def __init__(self, dataset: Dataset | None, *, base: str, configuration: str, users: dict[str, str],
-                 faults: FaultConfig | None, url_limit: int, url_limit_mode: str,
+                 faults: FaultConfig | None, url_limit: int, url_limit_mode: str, path_limit: int,
                  enforce_if_match: bool) -> None:
         self.ds = dataset or Dataset()
         self.configuration = configuration
@@ -151,6 +151,7 @@ class OneCSimulator:
         self.base = base
         self.root = f"/{base}/odata/standard.odata"
         self.url_limit = url_limit
+        self.path_limit = path_limit
         if url_limit_mode not in ("iis", "apache"):
             raise ValueError("url_limit_mode must be 'iis' or 'apache'")
         self.url_limit_mode = url_limit_mode
@@ -219,7 +220,7 @@ class OneCSimulator:
             line = len(method) + 1 + len(raw_path) + (1 + len(raw_qs) if raw_qs else 0) + 9
             if line > self.url_limit:
                 return Reply(414, render.APACHE_414, render.HTML_TYPE)
-        elif len(raw_qs) > self.url_limit:
+        elif len(raw_qs) > self.url_limit or len(request.scope.get("raw_path") or path.encode()) > self.path_limit:
             return Reply(404, render.IIS_404, render.HTML_TYPE)
         if not (path == self.root or path.startswith(self.root + "/")):
             return Reply(404, render.IIS_404, render.HTML_TYPE)
@@ -671,17 +672,20 @@ def create_app(
     faults: FaultConfig | None = None,
     url_limit: int = 2048,
     url_limit_mode: str = "iis",
+    path_limit: int = 4096,
     enforce_if_match: bool = False,
 ) -> Starlette:
     """The simulator as a Starlette app; `app.state.simulator` / `app.state.dataset` for tests.
 
     url_limit: max bytes of the raw query string (IIS `maxQueryString`, answered with HTML 404);
     with url_limit_mode="apache" it bounds the whole request line instead and answers 414.
+    path_limit: max bytes of the raw (percent-encoded) path in IIS mode (`maxUrl`, HTML 404) — a
+    Condition moved into the path to dodge the query-string limit still hits it.
     enforce_if_match: answer 412 on a stale `If-Match` (1C is reported to ignore it; default off).
     """
     sim = OneCSimulator(dataset, base=base, configuration=configuration, users=users or dict(DEFAULT_USERS),
                         faults=faults, url_limit=url_limit, url_limit_mode=url_limit_mode,
-                        enforce_if_match=enforce_if_match)
+                        path_limit=path_limit, enforce_if_match=enforce_if_match)
     app = Starlette(routes=[*_admin_routes(sim), Route("/{path:path}", sim)])
     app.state.simulator = sim
     app.state.dataset = sim.ds

@@ -582,6 +582,10 @@ def test_url_length_limit() -> None:
             long = " or ".join(f"Ref_Key eq guid'{product_key(i)}'" for i in range(80))
             r = sim.get("Catalog_Номенклатура", {"$filter": long})
             assert r.status_code == status and r.headers["content-type"].startswith("text/html")
+            if mode == "iis":  # maxUrl also bounds the path (a Condition moved into it)
+                cond = " or ".join(f"Номенклатура_Key eq guid'{product_key(i)}'" for i in range(60))
+                r = sim.get(f"AccumulationRegister_ТоварыНаСкладах/Balance(Condition='{cond}')")
+                assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
         finally:
             sim.close()
 
