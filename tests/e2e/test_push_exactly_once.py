@@ -129,6 +129,22 @@ def test_posting_failure_keeps_one_unposted_document_and_replay_posts_it(tmp_pat
         assert len(stack.onec_documents()) == 3
 
 
+def test_1c_down_at_first_then_the_number_is_written_back_to_the_deal(tmp_path):
+    with running_stack(tmp_path) as stack:
+        orders = make_orders(stack, 5)
+        stack.onec_faults(odata_disabled=True)  # the publication is off: HTML 404 everywhere
+        first = stack.push()
+        assert first.summary()["retried"] == 5
+        state = stack.bitrix_state()
+        assert len(state["deals"]) == 5  # Bitrix24 does not wait for 1C
+        assert not any(d.get(stack.mapping.deal.onec_number_field) for d in state["deals"])
+        assert all("OData is not published" in outbox.get(stack.db, o).last_error for o in orders)
+        stack.onec_faults()
+        drain(stack.push, stack.db)
+        assert stack.bitrix_stats()["batch_commands"].get("crm.deal.update", 0) == 5
+        assert_delivered_exactly_once(stack, orders, [])
+
+
 def test_refused_create_is_dead_with_the_1c_message(tmp_path):
     with running_stack(tmp_path) as stack:
         orders = make_orders(stack, 2)
