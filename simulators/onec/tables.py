@@ -205,13 +205,12 @@ def small_catalogs(p: Profile) -> dict[str, ListTable]:
                          Клиент=True) for n, name in enumerate(vocab.PARTNERS)])
     counterparty_fields: tuple[Field, ...] = (Field("Parent_Key", G, p.counterparties), Field("IsFolder", B),
                                               Field("ИНН"), Field("НаименованиеПолное"))
-    cp_extra: dict[str, Any] = {}
     if p.partners:
         counterparty_fields = (*counterparty_fields, Field("Партнер_Key", G, p.partners))
     add(p.counterparties, counterparty_fields, [
         _catalog_row(Kind.COUNTERPARTY, n + 1, f"{n + 1:09d}", name, Parent_Key=ZERO_GUID, IsFolder=False,
                      ИНН="" if n == 0 else f"1{n:011d}", НаименованиеПолное=name,
-                     **({"Партнер_Key": guid(Kind.PARTNER, n + 1)} if p.partners else cp_extra))
+                     **({"Партнер_Key": guid(Kind.PARTNER, n + 1)} if p.partners else {}))
         for n, name in enumerate(vocab.PARTNERS)])
     if p.agreements:
         add(p.agreements, (Field("Партнер_Key", G, p.partners), Field("ВидЦен_Key", G, p.price_types),
