@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from resources.store import outbox
 from resources.store.database import Database, get_database
 
+# Set to a PostgreSQL URL (an empty database) to run every test on PostgreSQL too.
+POSTGRES_URL = os.environ.get("ZETA_TEST_POSTGRES_URL", "")
 
-@pytest.fixture()
-def db(tmp_path) -> Database:
-    return get_database(f"sqlite:///{tmp_path / 'outbox.db'}")
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> Database:
+    if request.param == "sqlite":
+        return get_database(f"sqlite:///{tmp_path / 'outbox.db'}")
+    if not POSTGRES_URL:
+        pytest.skip("ZETA_TEST_POSTGRES_URL not set")
+    database = get_database(POSTGRES_URL)
+    with database.write() as conn:
+        conn.execute(text("TRUNCATE outbox RESTART IDENTITY"))
+    return database
 
 
 def _order(db: Database, n: int = 0, **kw):
