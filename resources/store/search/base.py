@@ -54,7 +54,7 @@ class ProductSearch(ABC):
 
     @abstractmethod
     def candidates(
-        self, conn: Connection, plan: Plan, *, strict: bool, skip: int | None, names_only: bool, limit: int
+        self, conn: Connection, plan: Plan, *, strict: bool, skip: frozenset[int], names_only: bool, limit: int
     ) -> list[Candidate]:
         """Active products matching the plan (in their names only, or names and groups), best BM25 first."""
 
@@ -105,12 +105,14 @@ class ProductSearch(ABC):
 
     def _text_search(self, conn: Connection, plan: Plan, limit: int, offer: Any) -> None:
         """Widen step by step until `limit` products are found: exact words in names, then word
-        prefixes, then group names too, then (only if nothing matched) all but one chunk."""
+        prefixes, then group names too; if nothing matched every chunk, drop the guessed chunks
+        (or one chunk at a time) and call the results partial."""
         found: set[str] = set()
-        attempts: list[tuple[bool, int | None, bool]] = [(True, None, True)]
+        none: frozenset[int] = frozenset()
+        attempts: list[tuple[bool, frozenset[int], bool]] = [(True, none, True)]
         if plan.has_exact_words:
-            attempts.append((False, None, True))
-        attempts.append((False, None, False))
+            attempts.append((False, none, True))
+        attempts.append((False, none, False))
         relaxed = False
         while attempts:
             strict, skip, names_only = attempts.pop(0)
@@ -120,16 +122,17 @@ class ProductSearch(ABC):
             best = min((c.bm25 for c in cands), default=0.0)
             for c in cands:
                 relevance = c.bm25 / best if best < 0 else 0.0
-                scored = score_candidate(
-                    plan, c.name, c.group, c.in_stock, relevance, partial=skip is not None, skip=skip
-                )
+                scored = score_candidate(plan, c.name, c.group, c.in_stock, relevance, skip=skip)
                 if scored is not None:
                     offer(c.sku, scored.score, scored.match)
                     found.add(c.sku)
             if len(found) >= limit:
                 break
             if not attempts and not found and not relaxed and len(plan.chunks) > 1:
-                # Nothing matches every chunk: try without each one, costliest reading first.
                 relaxed = True
-                order = sorted(range(len(plan.chunks)), key=lambda i: -plan.chunks[i].forms[0].cost)
-                attempts.extend((False, i, True) for i in order[:3])
+                every = frozenset(range(len(plan.chunks)))
+                sure = plan.sure_chunks()
+                if sure and sure != every:
+                    attempts.append((False, every - sure, True))
+                order = sorted(every, key=lambda i: -plan.chunks[i].forms[0].cost)
+                attempts.extend((False, frozenset({i}), True) for i in order[:3])

@@ -1,9 +1,9 @@
 """Turn what the customer typed into a search plan over the indexed vocabulary.
 
 Every whitespace-separated chunk of the query is read as typed, as typed on the wrong keyboard
-layout, and transliterated from Latin; each reading is folded and its words resolved against the
-vocabulary: an indexed word (exact), the start of one (prefix), or a word one or two edits away
-(fuzzy). The cheap readings of a chunk are kept as alternatives (OR), chunks are combined with
+layout, and transliterated (Latin → Cyrillic, or Cyrillic → Latin for brands: «нескафе»); each reading is folded and its words resolved against the
+vocabulary: an indexed word (exact), the start of one (prefix), or a guess (fuzzy): a word one or two
+edits away, a stem («гречка» → греч…), a Latin word that sounds alike. The cheap readings of a chunk are kept as alternatives (OR), chunks are combined with
 AND. Chunks no reading can resolve (filler like «пожалуйста») are dropped and remembered, so
 the results can say they are partial.
 """
@@ -16,7 +16,7 @@ from typing import Literal
 
 from resources.store.search.layout import to_cyrillic_layout, to_latin_layout
 from resources.store.search.normalize import fold
-from resources.store.search.translit import latin_to_cyrillic
+from resources.store.search.translit import cyrillic_to_latin, latin_to_cyrillic
 from resources.store.search.vocabulary import Vocabulary
 
 __all__ = ["Chunk", "Form", "Plan", "Word", "build_plan", "TRANSFORM_PENALTY", "PREFIX_COST"]
@@ -29,7 +29,10 @@ TRANSFORM_PENALTY = {"": 0.0, "layout": 0.5, "translit": 0.5}
 KEEP_WITHIN = 1.0  # alternatives costing at most this much more than the best reading are kept
 MAX_FORMS = 3
 
+MAX_GUESSES = 8
+
 _LATIN = re.compile(r"[a-zA-Z]")
+_LATIN_WORD = re.compile(r"[a-z]+")
 _CYRILLIC = re.compile(r"[а-яА-ЯёЁ]")
 
 
@@ -43,7 +46,8 @@ class Word:
 
     text: str
     kind: WordKind
-    alternatives: tuple[tuple[str, int], ...]  # (indexed word, edits); for exact/prefix: ((text, 0),)
+    # (indexed word or word start, edits, is a prefix); for exact/prefix words: ((text, 0, …),)
+    alternatives: tuple[tuple[str, int, bool], ...]
 
     @property
     def cost(self) -> float:
@@ -51,7 +55,7 @@ class Word:
             return 0.0
         if self.kind == "prefix":
             return PREFIX_COST
-        return float(min(d for _, d in self.alternatives))
+        return float(min(d for _, d, _ in self.alternatives))
 
     def fts(self, *, strict: bool) -> str:
         """FTS5 expression; a non-strict exact word also matches longer words (сыр → сырок)."""
@@ -59,7 +63,7 @@ class Word:
             return _quote(self.text) if strict else _quote(self.text) + "*"
         if self.kind == "prefix":
             return _quote(self.text) + "*"
-        return "(" + " OR ".join(_quote(t) for t, _ in self.alternatives) + ")"
+        return "(" + " OR ".join(_quote(t) + ("*" if p else "") for t, _, p in self.alternatives) + ")"
 
     def match(self, words: list[str]) -> tuple[WordKind, int] | None:
         """How this word matches a document's words: (kind, edits), or None."""
@@ -70,8 +74,10 @@ class Word:
                 return "prefix", 0
             return None
         best: int | None = None
-        for term, dist in self.alternatives:
-            if term in words and (best is None or dist < best):
+        for term, dist, is_prefix in self.alternatives:
+            if best is not None and dist >= best:
+                continue
+            if (any(w.startswith(term) for w in words) if is_prefix else term in words):
                 best = dist
         return None if best is None else ("fuzzy", best)
 
@@ -112,10 +118,17 @@ class Plan:
     chunks: tuple[Chunk, ...]
     dropped: tuple[str, ...]  # raw chunks that matched nothing in the vocabulary
 
-    def fts(self, *, strict: bool = True, skip: int | None = None) -> str:
-        """The FTS5 MATCH expression (AND of chunks); `skip` leaves one chunk out."""
-        parts = [c.fts(strict=strict) for i, c in enumerate(self.chunks) if i != skip]
+    def fts(self, *, strict: bool = True, skip: frozenset[int] = frozenset()) -> str:
+        """The FTS5 MATCH expression (AND of chunks); `skip` leaves chunks out."""
+        parts = [c.fts(strict=strict) for i, c in enumerate(self.chunks) if i not in skip]
         return " AND ".join(parts)
+
+    def sure_chunks(self) -> frozenset[int]:
+        """Chunks read as typed, with every word indexed (exactly or as a prefix)."""
+        return frozenset(
+            i for i, c in enumerate(self.chunks)
+            if not c.forms[0].transform and all(w.kind != "fuzzy" for w in c.forms[0].words)
+        )
 
     @property
     def has_sure_words(self) -> bool:
@@ -128,15 +141,29 @@ class Plan:
 
 
 def resolve_word(word: str, vocab: Vocabulary) -> Word | None:
-    """Read one folded word against the vocabulary, or None if it matches nothing."""
+    """Read one folded word against the vocabulary, or None if it matches nothing: the word
+    itself, a word it starts, else guesses (typos, a shorter stem, a Latin spelling that sounds
+    alike), cheapest first."""
     if word in vocab:
-        return Word(word, "exact", ((word, 0),))
+        return Word(word, "exact", ((word, 0, False),))
     if len(word) >= 2 and vocab.prefix_count(word):
-        return Word(word, "prefix", ((word, 0),))
-    corrections = vocab.corrections(word)
-    if corrections:
-        return Word(word, "fuzzy", tuple(corrections))
-    return None
+        return Word(word, "prefix", ((word, 0, True),))
+    guesses: dict[tuple[str, bool], int] = {}
+    candidates = [(t, d, False) for t, d in vocab.corrections(word)]
+    candidates += [(t, d, True) for t, d in vocab.stems(word)]
+    if _LATIN_WORD.fullmatch(word):
+        candidates += [(t, d, False) for t, d in vocab.latin_matches(word)]
+    for term, dist, is_prefix in candidates:
+        key = (term, is_prefix)
+        if key not in guesses or dist < guesses[key]:
+            guesses[key] = dist
+    if not guesses:
+        return None
+    def popularity(term: str, is_prefix: bool) -> int:
+        return vocab.prefix_count(term) if is_prefix else vocab.df.get(term, 0)
+
+    ranked = sorted(guesses.items(), key=lambda kv: (kv[1], -popularity(*kv[0]), kv[0]))[:MAX_GUESSES]
+    return Word(word, "fuzzy", tuple((t, d, p) for (t, p), d in ranked))
 
 
 def _form(transform: str, text: str, vocab: Vocabulary) -> Form:
@@ -159,6 +186,7 @@ def readings(raw: str) -> list[tuple[str, str]]:
         out.append(("translit", latin_to_cyrillic(raw)))
     elif _CYRILLIC.search(raw):
         out.append(("layout", to_latin_layout(raw)))
+        out.append(("translit", cyrillic_to_latin(fold(raw))))
     return out
 
 

@@ -50,8 +50,7 @@ def score_candidate(
     in_stock: bool,
     relevance: float,
     *,
-    partial: bool = False,
-    skip: int | None = None,
+    skip: frozenset[int] = frozenset(),
 ) -> Scored | None:
     """Score one candidate (`name`/`group` are folded index text; `relevance` in [0, 1], best = 1).
 
@@ -64,7 +63,7 @@ def score_candidate(
     in_name = False
     first_word_hit = False
     for i, chunk in enumerate(plan.chunks):
-        if i == skip:
+        if i in skip:
             continue
         best: tuple[float, str, set[str], int, bool, bool] | None = None
         for form in chunk.forms:
@@ -101,11 +100,12 @@ def score_candidate(
         in_name = in_name or f_in_name
         first_word_hit = first_word_hit or f_first
 
-    if (partial or plan.dropped) and not kinds & {"exact", "prefix"}:
+    partial = bool(skip or plan.dropped)
+    if partial and not kinds & {"exact", "prefix"}:
         return None  # part of the query ignored and the rest only guessed: too weak to offer
     if not in_name:
         match = "group"
-    elif partial or plan.dropped:
+    elif partial:
         match = "partial"
     elif "layout" in transforms:
         match = "layout"

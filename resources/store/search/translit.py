@@ -8,7 +8,7 @@ so «yaytsa» → «яйтса» still reaches «яйца».
 
 from __future__ import annotations
 
-__all__ = ["latin_to_cyrillic"]
+__all__ = ["cyrillic_to_latin", "latin_key", "latin_to_cyrillic"]
 
 _VOWELS = set("aeiouyäöüū")
 
@@ -59,4 +59,46 @@ def latin_to_cyrillic(text: str) -> str:
             else:
                 out.append(_SINGLE.get(ch, ch))
             i += 1
+    return "".join(out)
+
+
+_CYR_TO_LAT = {
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z", "и": "i",
+    "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t",
+    "у": "u", "ф": "f", "х": "h", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "sch", "ъ": "", "ы": "y", "ь": "",
+    "э": "e", "ю": "yu", "я": "ya",
+    "ә": "a", "ғ": "g", "қ": "k", "ң": "n", "ө": "o", "ұ": "u", "ү": "u", "і": "i", "һ": "h",
+}
+_CYR_TABLE = str.maketrans(_CYR_TO_LAT)
+
+
+def cyrillic_to_latin(text: str) -> str:
+    """Latin spelling of Cyrillic text: «нескафе» → «neskafe», to meet brands indexed in Latin
+    (compared through `latin_key`, which forgives c/k, w/v, y/i, doubled letters and the like)."""
+    return text.lower().translate(_CYR_TABLE)
+
+
+_KEY_STEPS: tuple[tuple[str, str], ...] = (
+    ("sch", "sh"), ("tch", "ch"), ("ck", "k"), ("ph", "f"), ("qu", "kv"), ("x", "ks"),
+    ("ce", "se"), ("ci", "si"), ("cy", "si"), ("c", "k"), ("q", "k"), ("w", "v"), ("j", "y"), ("y", "i"),
+    ("ee", "i"), ("oo", "u"), ("ou", "u"),
+)
+_CONSONANTS = set("bcdfgjklmnpqrstvwxz")
+
+
+def latin_key(word: str) -> str:
+    """A rough sound key of a Latin word, equal for «coca»/«koka», «whiskas»/«viskas»,
+    «snickers»/«snikers», «nescafe»/«neskafe»; used only to compare Latin spellings."""
+    key = word.lower()
+    for src, dst in _KEY_STEPS:
+        key = key.replace(src, dst)
+    out: list[str] = []
+    for ch in key:
+        if ch == "h" and out and out[-1] in _CONSONANTS:
+            continue  # sh/kh/zh/wh…: transliterations disagree on the h
+        if out and out[-1] == ch:
+            continue
+        out.append(ch)
+    if len(out) > 3 and out[-1] == "e" and out[-2] in _CONSONANTS:
+        out.pop()  # silent final e: colgate ~ колгейт
     return "".join(out)

@@ -9,15 +9,20 @@ tens of thousands of distinct words: a few MB).
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
+from resources.store.search.translit import latin_key
+
 __all__ = ["MIN_CORRECTION_LENGTH", "Vocabulary", "max_edits"]
 
 MIN_CORRECTION_LENGTH = 3
+MIN_STEM_LENGTH = 4
+_LATIN_WORD = re.compile(r"[a-z]+")
 
 
 def max_edits(word: str) -> int:
@@ -37,16 +42,26 @@ class Vocabulary:
     df: dict[str, int]
     sorted_terms: list[str] = field(repr=False)
     by_length: dict[int, list[str]] = field(repr=False)
+    # Latin words by sound key (see `translit.latin_key`), and the keys by length
+    latin_keys: dict[str, list[str]] = field(repr=False)
+    keys_by_length: dict[int, list[str]] = field(repr=False)
 
     @classmethod
     def from_counts(cls, rows: Iterable[tuple[str, int]]) -> Vocabulary:
         df = {term: int(doc) for term, doc in rows if term}
         by_length: dict[int, list[str]] = {}
+        latin_keys: dict[str, list[str]] = {}
         for term in df:
             # Numbers are never "typos" of each other, and nobody means «мл» when typing a word.
             if len(term) >= MIN_CORRECTION_LENGTH and not any(ch.isdigit() for ch in term):
                 by_length.setdefault(len(term), []).append(term)
-        return cls(df=df, sorted_terms=sorted(df), by_length=by_length)
+                if _LATIN_WORD.fullmatch(term):
+                    latin_keys.setdefault(latin_key(term), []).append(term)
+        keys_by_length: dict[int, list[str]] = {}
+        for key in latin_keys:
+            keys_by_length.setdefault(len(key), []).append(key)
+        return cls(df=df, sorted_terms=sorted(df), by_length=by_length, latin_keys=latin_keys,
+                   keys_by_length=keys_by_length)
 
     def __len__(self) -> int:
         return len(self.df)
@@ -78,3 +93,32 @@ class Vocabulary:
                     found.append((term, int(dist)))
         found.sort(key=lambda td: (td[1], -self.df[td[0]], td[0]))
         return found[:limit]
+
+    def latin_matches(self, word: str, limit: int = 4) -> list[tuple[str, int]]:
+        """Latin indexed words that sound like the Latin `word` («neskafe» → nescafe, «koka» → coca),
+        with the edit distance between their sound keys."""
+        key = latin_key(word)
+        if len(key) < MIN_CORRECTION_LENGTH:
+            return []
+        k = 0 if len(key) < 4 else 1 if len(key) < 7 else 2  # keys are coarse already: stricter
+        found: dict[str, int] = {}
+        for length in range(len(key) - k, len(key) + k + 1):
+            choices = self.keys_by_length.get(length)
+            if not choices:
+                continue
+            for other, dist, _ in process.extract(key, choices, scorer=OSA.distance, score_cutoff=k, limit=None):
+                for term in self.latin_keys[other]:
+                    if term != word and (term not in found or dist < found[term]):
+                        found[term] = int(dist)
+        ranked = sorted(found.items(), key=lambda td: (td[1], -self.df[td[0]], td[0]))
+        return ranked[:limit]
+
+    def stems(self, word: str) -> list[tuple[str, int]]:
+        """The word cut by one or two letters, where indexed words start so (Russian endings:
+        «гречка» → греч…, «пельменей» → пельмен…), with the number of letters cut."""
+        out = []
+        for cut in (1, 2):
+            stem = word[:-cut]
+            if len(stem) >= MIN_STEM_LENGTH and not any(ch.isdigit() for ch in stem) and self.prefix_count(stem):
+                out.append((stem, cut))
+        return out
