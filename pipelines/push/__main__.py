@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="integrations config (default: ZETA_CONFIG or config/integrations.yaml)")
     parser.add_argument("--dry-run", action="store_true", help="log what would be sent; send and change nothing")
     parser.add_argument("--max-rows", type=int, default=None)
+    parser.add_argument("--retry-now", action="store_true", help="also push failed rows still in their backoff")
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--lease-seconds", type=float, default=None)
     parser.add_argument("--owner", default=None, help="claim owner name (default host:pid:random)")
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("chunk_size", args.chunk_size), ("lease_seconds", args.lease_seconds))
                  if v is not None}
     report = push_from_settings(db, settings, dry_run=args.dry_run or None, owner=args.owner,
-                                max_rows=args.max_rows, **overrides)
+                                max_rows=args.max_rows, ignore_backoff=args.retry_now, **overrides)
     sys.stdout.write(orjson.dumps({**report.summary(), "seconds": round(report.seconds, 3),
                                    "bitrix24_requests": report.bitrix_requests}).decode() + "\n")
     return 0

@@ -44,6 +44,7 @@ class PushOutboxConfig(Config):
     dry_run: bool | None = Field(None, description="true: log what would be sent, send nothing "
                                                       "(default: outbox.dry_run of the config)")
     max_rows: int | None = Field(None, description="stop after this many rows (default: everything due)")
+    retry_now: bool = Field(False, description="also push failed rows whose backoff has not expired yet")
 
 
 def _report_metadata(report: PushReport) -> dict[str, Any]:
@@ -81,7 +82,8 @@ def push_outbox_op(context: OpExecutionContext, config: PushOutboxConfig, store:
                                 "orders go to 1C only")
         report = push_outbox(db, onec=orders, bitrix=bitrix, mapping=mapping,
                              options=push_config.options(dry_run=config.dry_run, max_rows=config.max_rows,
-                                                         owner=f"dagster:{context.run_id[:8]}"))
+                                                         owner=f"dagster:{context.run_id[:8]}",
+                                                         ignore_backoff=config.retry_now))
     finally:
         for c in closers:
             c.close()

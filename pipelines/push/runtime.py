@@ -56,13 +56,13 @@ class PushConfigResource(ConfigurableResource):
         return cls(**values)
 
     def options(self, *, dry_run: bool | None = None, owner: str | None = None,
-                max_rows: int | None = None) -> PushOptions:
+                max_rows: int | None = None, ignore_backoff: bool = False) -> PushOptions:
         return PushOptions(
             policy=outbox.RetryPolicy(self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds,
                                       self.lease_seconds),
             chunk_size=self.chunk_size, onec_threads=self.onec_threads,
             dry_run=self.dry_run if dry_run is None else dry_run, max_rows=max_rows, post_orders=self.post_orders,
-            defer_seconds=self.defer_seconds, owner=owner)
+            defer_seconds=self.defer_seconds, owner=owner, ignore_backoff=ignore_backoff)
 
     def order_defaults(self) -> dict[str, Any]:
         try:
@@ -129,9 +129,10 @@ def targets_from_settings(settings: Settings, *, bitrix_client: Bitrix24Client |
 
 def push_from_settings(db: Database, settings: Settings, *, dry_run: bool | None = None, owner: str | None = None,
                        max_rows: int | None = None, bitrix_client: Bitrix24Client | None = None,
-                       **config: Any) -> PushReport:
+                       ignore_backoff: bool = False, **config: Any) -> PushReport:
     """One push run configured by `settings` (what `python -m pipelines.push` does)."""
     push_config = PushConfigResource.from_settings(settings, **config)
     with targets_from_settings(settings, bitrix_client=bitrix_client) as t:
         return push_outbox(db, onec=t.onec, bitrix=t.bitrix, mapping=t.mapping,
-                           options=push_config.options(dry_run=dry_run, owner=owner, max_rows=max_rows))
+                           options=push_config.options(dry_run=dry_run, owner=owner, max_rows=max_rows,
+                                                       ignore_backoff=ignore_backoff))

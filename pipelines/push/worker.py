@@ -56,6 +56,7 @@ class PushOptions:
     defer_seconds: float = 15.0
     check_portal: bool = True
     owner: str | None = None
+    ignore_backoff: bool = False  # also take failed rows whose next attempt is not due yet
 
 
 @dataclass
@@ -103,6 +104,7 @@ def push_outbox(db: Database, *, onec: OneCOrders | None, bitrix: Bitrix24Client
     owner = opts.owner or default_owner()
     report = PushReport(owner=owner)
     started = time.monotonic()
+    run_start = outbox.utcnow()
     if onec is None and bitrix is None:
         raise ValueError("nothing to push to: both 1C and Bitrix24 are disabled")
     if bitrix is not None and mapping is None:
@@ -120,7 +122,8 @@ def push_outbox(db: Database, *, onec: OneCOrders | None, bitrix: Bitrix24Client
     try:
         while opts.max_rows is None or len(report.rows) < opts.max_rows:
             limit = opts.chunk_size if opts.max_rows is None else min(opts.chunk_size, opts.max_rows - len(report.rows))
-            rows = outbox.claim(db, owner, limit=limit, lease_seconds=opts.policy.lease_seconds, kinds=kinds)
+            rows = outbox.claim(db, owner, limit=limit, lease_seconds=opts.policy.lease_seconds, kinds=kinds,
+                                backoff_ignored_before=run_start if opts.ignore_backoff else None)
             if not rows:
                 break
             works = [RowWork(r) for r in rows]

@@ -306,9 +306,13 @@ def counts(db: Database) -> dict[str, int]:
 
 # ---- push side -------------------------------------------------------------------------------
 
-def _due(now: datetime):  # noqa: ANN202 - SQL expression
+def _due(now: datetime, backoff_ignored_before: datetime | None = None):  # noqa: ANN202 - SQL expression
+    waiting = outbox.c.status.in_([PENDING, FAILED])
+    ready = outbox.c.next_attempt_at <= now
+    if backoff_ignored_before is not None:  # "retry now": rows last touched before that moment
+        ready = or_(ready, outbox.c.updated_at < backoff_ignored_before)
     return or_(
-        and_(outbox.c.status.in_([PENDING, FAILED]), outbox.c.next_attempt_at <= now),
+        and_(waiting, ready),
         and_(outbox.c.status == IN_PROGRESS, outbox.c.lease_expires_at < now),
     )
 
@@ -355,11 +359,14 @@ def due_summary(db: Database, now: datetime | None = None, kinds: Sequence[str] 
 
 
 def claim(db: Database, owner: str, *, limit: int = 100, lease_seconds: float = 300.0,
-          kinds: Sequence[str] | None = None, now: datetime | None = None) -> list[OutboxRow]:
+          kinds: Sequence[str] | None = None, now: datetime | None = None,
+          backoff_ignored_before: datetime | None = None) -> list[OutboxRow]:
     """Take up to `limit` due rows for `owner`: status `in_progress`, a lease, one more attempt.
 
     Oldest first. A row whose phone is held by another live run is left for later, so one
-    customer's contact is never created by two runs at once.
+    customer's contact is never created by two runs at once. With `backoff_ignored_before`,
+    failed rows last touched before that moment are taken even if their backoff has not
+    expired (an operator's "retry now"; rows failed by the same run are not taken again).
     """
     moment = now or utcnow()
     lease_until = moment + timedelta(seconds=lease_seconds)
@@ -369,7 +376,8 @@ def claim(db: Database, owner: str, *, limit: int = 100, lease_seconds: float = 
                outbox.c.claim_owner != owner, outbox.c.phone.is_not(None))
         .scalar_subquery()
     )
-    condition = and_(_due(moment), or_(outbox.c.phone.is_(None), outbox.c.phone.not_in(busy_phones)))
+    due = _due(moment, backoff_ignored_before)
+    condition = and_(due, or_(outbox.c.phone.is_(None), outbox.c.phone.not_in(busy_phones)))
     if kinds:
         condition = and_(condition, outbox.c.kind.in_(list(kinds)))
     with db.write() as conn:
@@ -380,7 +388,7 @@ def claim(db: Database, owner: str, *, limit: int = 100, lease_seconds: float = 
         if not seqs:
             return []
         conn.execute(
-            update(outbox).where(outbox.c.seq.in_(seqs), _due(moment)).values(
+            update(outbox).where(outbox.c.seq.in_(seqs), due).values(
                 status=IN_PROGRESS, claim_owner=owner, lease_expires_at=lease_until,
                 attempts=outbox.c.attempts + 1, updated_at=moment)
         )

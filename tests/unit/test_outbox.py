@@ -183,3 +183,15 @@ def test_due_summary_key_changes_with_every_new_piece_of_work(db):
     third = outbox.due_summary(db, now=outbox.utcnow() + timedelta(seconds=1))
     assert third.count == 2 and third.work_key not in (first.work_key, second.work_key)
     assert outbox.due_summary(db, kinds=[outbox.LEAD]).count == 0
+
+
+def test_retry_now_takes_waiting_rows_once(db):
+    row, _ = _order(db)
+    outbox.claim(db, "run", limit=1)
+    outbox.fail(db, "run", row.id, "boom", outbox.RetryPolicy(backoff_base_seconds=3600))
+    assert outbox.claim(db, "run", limit=1) == []
+    start = outbox.utcnow() + timedelta(seconds=1)
+    taken = outbox.claim(db, "operator", limit=1, backoff_ignored_before=start)
+    assert [r.id for r in taken] == [row.id]
+    outbox.fail(db, "operator", row.id, "boom again", outbox.RetryPolicy(backoff_base_seconds=3600))
+    assert outbox.claim(db, "operator", limit=1, backoff_ignored_before=start - timedelta(seconds=1)) == []
