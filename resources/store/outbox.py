@@ -35,7 +35,6 @@ import orjson
 from sqlalchemy import (
     Boolean,
     Column,
-    Connection,
     DateTime,
     Index,
     Integer,
@@ -512,15 +511,6 @@ def list_due(db: Database, *, limit: int = 1000, now: datetime | None = None) ->
     with db.read() as conn:
         rows = conn.execute(select(outbox).where(_due(moment)).order_by(outbox.c.seq).limit(limit)).mappings().all()
     return [OutboxRow.from_mapping(m) for m in rows]
-
-
-def connection_rows(conn: Connection, ids: Iterable[str]) -> dict[str, OutboxRow]:
-    """Rows by id inside an open transaction."""
-    wanted = list(ids)
-    if not wanted:
-        return {}
-    rows = conn.execute(select(outbox).where(outbox.c.id.in_(wanted))).mappings().all()
-    return {m["id"]: OutboxRow.from_mapping(m) for m in rows}
 
 
 __all__ = [
