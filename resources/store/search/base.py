@@ -54,9 +54,11 @@ class ProductSearch(ABC):
 
     @abstractmethod
     def candidates(
-        self, conn: Connection, plan: Plan, *, strict: bool, skip: frozenset[int], names_only: bool, limit: int
+        self, conn: Connection, plan: Plan, *, strict: bool, narrow: bool, skip: frozenset[int], names_only: bool,
+        limit: int,
     ) -> list[Candidate]:
-        """Active products matching the plan (in their names only, or names and groups), best BM25 first."""
+        """Active products matching the plan (in their names only, or names and groups), best BM25 first;
+        see `Plan.fts` for strict/narrow/skip."""
 
     @abstractmethod
     def fetch(self, conn: Connection, skus: list[str]) -> dict[str, dict[str, Any]]:
@@ -104,20 +106,26 @@ class ProductSearch(ABC):
         return out
 
     def _text_search(self, conn: Connection, plan: Plan, limit: int, offer: Any) -> None:
-        """Widen step by step until `limit` products are found: exact words in names, then word
-        prefixes, then group names too; if nothing matched every chunk, drop the guessed chunks
-        (or one chunk at a time) and call the results partial."""
+        """Widen step by step until `limit` products are found: the cheapest reading with exact
+        words in names, then word prefixes, then every kept reading and guess, then group names
+        too; if nothing matched every chunk, drop the guessed chunks (or one chunk at a time) and
+        call the results partial. (BM25 favours rare words, so a far-fetched guess must not
+        compete with a good one for the candidate slots: hence the narrow steps first.)"""
         found: set[str] = set()
         none: frozenset[int] = frozenset()
-        attempts: list[tuple[bool, frozenset[int], bool]] = [(True, none, True)]
+        # (strict, narrow, skip, names_only)
+        attempts: list[tuple[bool, bool, frozenset[int], bool]] = [(True, True, none, True)]
         if plan.has_exact_words:
-            attempts.append((False, none, True))
-        attempts.append((False, none, False))
+            attempts.append((False, True, none, True))
+        if plan.has_alternatives:
+            attempts.append((False, False, none, True))
+        attempts.append((False, False, none, False))
         relaxed = False
         while attempts:
-            strict, skip, names_only = attempts.pop(0)
+            strict, narrow, skip, names_only = attempts.pop(0)
             cands = self.candidates(
-                conn, plan, strict=strict, skip=skip, names_only=names_only, limit=self.candidate_limit
+                conn, plan, strict=strict, narrow=narrow, skip=skip, names_only=names_only,
+                limit=self.candidate_limit,
             )
             best = min((c.bm25 for c in cands), default=0.0)
             for c in cands:
@@ -133,6 +141,6 @@ class ProductSearch(ABC):
                 every = frozenset(range(len(plan.chunks)))
                 sure = plan.sure_chunks()
                 if sure and sure != every:
-                    attempts.append((False, every - sure, True))
+                    attempts.append((False, False, every - sure, True))
                 order = sorted(every, key=lambda i: -plan.chunks[i].forms[0].cost)
-                attempts.extend((False, frozenset({i}), True) for i in order[:3])
+                attempts.extend((False, False, frozenset({i}), True) for i in order[:3])

@@ -30,6 +30,7 @@ KEEP_WITHIN = 1.0  # alternatives costing at most this much more than the best r
 MAX_FORMS = 3
 
 MAX_GUESSES = 8
+FIRST_LETTER_COST = 0.5
 
 _LATIN = re.compile(r"[a-zA-Z]")
 _LATIN_WORD = re.compile(r"[a-z]+")
@@ -46,8 +47,8 @@ class Word:
 
     text: str
     kind: WordKind
-    # (indexed word or word start, edits, is a prefix); for exact/prefix words: ((text, 0, …),)
-    alternatives: tuple[tuple[str, int, bool], ...]
+    # (indexed word or word start, cost ≈ edits, is a prefix); for exact/prefix words: ((text, 0, …),)
+    alternatives: tuple[tuple[str, float, bool], ...]
 
     @property
     def cost(self) -> float:
@@ -57,15 +58,19 @@ class Word:
             return PREFIX_COST
         return float(min(d for _, d, _ in self.alternatives))
 
-    def fts(self, *, strict: bool) -> str:
-        """FTS5 expression; a non-strict exact word also matches longer words (сыр → сырок)."""
+    def fts(self, *, strict: bool, narrow: bool = False) -> str:
+        """FTS5 expression; a non-strict exact word also matches longer words (сыр → сырок), a
+        narrow guessed word only its cheapest guesses."""
         if self.kind == "exact":
             return _quote(self.text) if strict else _quote(self.text) + "*"
         if self.kind == "prefix":
             return _quote(self.text) + "*"
-        return "(" + " OR ".join(_quote(t) + ("*" if p else "") for t, _, p in self.alternatives) + ")"
+        alternatives = self.alternatives
+        if narrow:
+            alternatives = tuple(a for a in alternatives if a[1] == self.cost)
+        return "(" + " OR ".join(_quote(t) + ("*" if p else "") for t, _, p in alternatives) + ")"
 
-    def match(self, words: list[str]) -> tuple[WordKind, int] | None:
+    def match(self, words: list[str]) -> tuple[WordKind, float] | None:
         """How this word matches a document's words: (kind, edits), or None."""
         if self.text in words:
             return "exact", 0
@@ -73,7 +78,7 @@ class Word:
             if any(w.startswith(self.text) for w in words):
                 return "prefix", 0
             return None
-        best: int | None = None
+        best: float | None = None
         for term, dist, is_prefix in self.alternatives:
             if best is not None and dist >= best:
                 continue
@@ -98,8 +103,8 @@ class Form:
             + UNRESOLVED_COST * len(self.unresolved)
         )
 
-    def fts(self, *, strict: bool) -> str:
-        parts = [w.fts(strict=strict) for w in self.words]
+    def fts(self, *, strict: bool, narrow: bool = False) -> str:
+        parts = [w.fts(strict=strict, narrow=narrow) for w in self.words]
         return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
 
 
@@ -108,7 +113,10 @@ class Chunk:
     raw: str
     forms: tuple[Form, ...]  # best first
 
-    def fts(self, *, strict: bool) -> str:
+    def fts(self, *, strict: bool, narrow: bool = False) -> str:
+        """All kept readings (OR), or with `narrow` only the cheapest reading's cheapest guesses."""
+        if narrow:
+            return self.forms[0].fts(strict=strict, narrow=True)
         parts = list(dict.fromkeys(f.fts(strict=strict) for f in self.forms))
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
@@ -118,10 +126,15 @@ class Plan:
     chunks: tuple[Chunk, ...]
     dropped: tuple[str, ...]  # raw chunks that matched nothing in the vocabulary
 
-    def fts(self, *, strict: bool = True, skip: frozenset[int] = frozenset()) -> str:
+    def fts(self, *, strict: bool = True, skip: frozenset[int] = frozenset(), narrow: bool = False) -> str:
         """The FTS5 MATCH expression (AND of chunks); `skip` leaves chunks out."""
-        parts = [c.fts(strict=strict) for i, c in enumerate(self.chunks) if i not in skip]
+        parts = [c.fts(strict=strict, narrow=narrow) for i, c in enumerate(self.chunks) if i not in skip]
         return " AND ".join(parts)
+
+    @property
+    def has_alternatives(self) -> bool:
+        """Whether the narrow plan (cheapest reading and guesses only) differs from the full one."""
+        return self.fts(strict=False, narrow=True) != self.fts(strict=False)
 
     def sure_chunks(self) -> frozenset[int]:
         """Chunks read as typed, with every word indexed (exactly or as a prefix)."""
@@ -148,11 +161,13 @@ def resolve_word(word: str, vocab: Vocabulary) -> Word | None:
         return Word(word, "exact", ((word, 0, False),))
     if len(word) >= 2 and vocab.prefix_count(word):
         return Word(word, "prefix", ((word, 0, True),))
-    guesses: dict[tuple[str, bool], int] = {}
-    candidates = [(t, d, False) for t, d in vocab.corrections(word)]
-    candidates += [(t, d, True) for t, d in vocab.stems(word)]
+    guesses: dict[tuple[str, bool], float] = {}
+    # Typos seldom hit the first letter: a guess that changes it costs a little more.
+    candidates = [(t, d + (FIRST_LETTER_COST if t[0] != word[0] else 0.0), False) for t, d in vocab.corrections(word)]
+    candidates += [(t, float(d), True) for t, d in vocab.stems(word)]
     if _LATIN_WORD.fullmatch(word):
-        candidates += [(t, d, False) for t, d in vocab.latin_matches(word)]
+        candidates += [(t, d + (FIRST_LETTER_COST if t[0] != word[0] else 0.0), False)
+                       for t, d in vocab.latin_matches(word)]
     for term, dist, is_prefix in candidates:
         key = (term, is_prefix)
         if key not in guesses or dist < guesses[key]:

@@ -59,17 +59,17 @@ def score_candidate(
     group_words = _words(group)
     kinds: set[str] = set()
     transforms: set[str] = set()
-    edits = 0
+    edits = 0.0
     in_name = False
     first_word_hit = False
     for i, chunk in enumerate(plan.chunks):
         if i in skip:
             continue
-        best: tuple[float, str, set[str], int, bool, bool] | None = None
+        best: tuple[float, str, set[str], float, bool, bool] | None = None
         for form in chunk.forms:
             cost = 0.0
             f_kinds: set[str] = set()
-            f_edits = 0
+            f_edits = 0.0
             f_in_name = False
             f_first = False
             for word in form.words:

@@ -71,9 +71,10 @@ class SqliteProductSearch(ProductSearch):
             return vocab
 
     def candidates(
-        self, conn: Connection, plan: Plan, *, strict: bool, skip: int | None, names_only: bool, limit: int
+        self, conn: Connection, plan: Plan, *, strict: bool, narrow: bool, skip: frozenset[int], names_only: bool,
+        limit: int,
     ) -> list[Candidate]:
-        expr = plan.fts(strict=strict, skip=skip)
+        expr = plan.fts(strict=strict, skip=skip, narrow=narrow)
         if not expr:
             return []
         if names_only:
