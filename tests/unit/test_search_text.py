@@ -3,8 +3,10 @@
 import pytest
 
 from resources.store.search import (
+    cyrillic_to_latin,
     fold,
     ident_key,
+    latin_key,
     latin_to_cyrillic,
     search_text,
     to_cyrillic_layout,
@@ -128,6 +130,32 @@ def test_vocabulary_prefix_and_corrections() -> None:
     assert vocab.corrections("мк") == []  # too short to guess
     assert all(term != "мл" for term, _ in vocab.corrections("млк"))  # no guessing into units
     assert vocab.corrections("3.3") == []  # numbers are not typos
+
+
+@pytest.mark.parametrize(
+    ("cyrillic", "brand"),
+    [("нескафе", "nescafe"), ("кока", "coca"), ("сникерс", "snickers"), ("вискас", "whiskas"),
+     ("якобс", "jacobs"), ("ариэль", "ariel"), ("данон", "danone"), ("милка", "milka")],
+)
+def test_cyrillic_brand_spellings_share_the_sound_key(cyrillic: str, brand: str) -> None:
+    assert latin_key(cyrillic_to_latin(cyrillic)) == latin_key(brand)
+
+
+def test_cyrillic_to_latin() -> None:
+    assert cyrillic_to_latin("Щука жёлтая") == "schuka zheltaya"
+    assert cyrillic_to_latin("Қазы") == "kazy"
+
+
+def test_vocabulary_guesses_latin_brands_and_stems() -> None:
+    vocab = Vocabulary.from_counts(
+        [("nescafe", 4), ("coca", 3), ("cola", 3), ("gillette", 2), ("гречневая", 5), ("греческий", 1)]
+    )
+    assert vocab.latin_matches("neskafe") == [("nescafe", 0)]
+    assert vocab.latin_matches("koka")[0] == ("coca", 0)
+    assert vocab.latin_matches("zhillet") == [("gillette", 1)]  # «жиллет»
+    assert vocab.latin_matches("xyz") == []
+    assert vocab.stems("гречка") == [("греч", 2)]
+    assert vocab.stems("сок") == []
 
 
 def test_max_edits() -> None:

@@ -16,7 +16,7 @@ from typing import Literal
 
 from resources.store.search.layout import to_cyrillic_layout, to_latin_layout
 from resources.store.search.normalize import fold
-from resources.store.search.translit import cyrillic_to_latin, latin_to_cyrillic
+from resources.store.search.translit import cyrillic_to_latin, latin_key, latin_to_cyrillic
 from resources.store.search.vocabulary import Vocabulary
 
 __all__ = ["Chunk", "Form", "Plan", "Word", "build_plan", "TRANSFORM_PENALTY", "PREFIX_COST"]
@@ -166,7 +166,8 @@ def resolve_word(word: str, vocab: Vocabulary) -> Word | None:
     candidates = [(t, d + (FIRST_LETTER_COST if t[0] != word[0] else 0.0), False) for t, d in vocab.corrections(word)]
     candidates += [(t, float(d), True) for t, d in vocab.stems(word)]
     if _LATIN_WORD.fullmatch(word):
-        candidates += [(t, d + (FIRST_LETTER_COST if t[0] != word[0] else 0.0), False)
+        first = latin_key(word)[:1]  # sound-alike: «koka» and «coca» start alike
+        candidates += [(t, d + (FIRST_LETTER_COST if latin_key(t)[:1] != first else 0.0), False)
                        for t, d in vocab.latin_matches(word)]
     for term, dist, is_prefix in candidates:
         key = (term, is_prefix)

@@ -118,7 +118,7 @@ def score_candidate(
     else:
         match = "exact"
     score = _BANDS[match]
-    if match in ("layout", "translit") and "fuzzy" in kinds:
+    if match in ("layout", "translit") and edits > 0:
         score -= 5.0
     score -= min(edits * _EDIT_PENALTY, _MAX_EDIT_PENALTY)
     if first_word_hit:
