@@ -10,6 +10,7 @@ and prints pass/fail against the targets: lookup p99 < 1 ms, search p95 < 15 ms,
 Exit status 1 if a target is missed.
 
     .venv/bin/python -m benchmarks.bot_queries [--products 100000] [--lookups 10000] [--repeat 5]
+                                               [--names generated|simulator] [--db PATH]
 """
 
 from __future__ import annotations
@@ -188,12 +189,34 @@ def filler_names(count: int, seed: int = 7) -> Iterator[tuple[str, str]]:
         yield name, group
 
 
+def simulator_names(count: int, seed: int = 1) -> Iterator[tuple[str, str]]:
+    """(name, group) from the 1C simulator's catalogue (`simulators.onec.dataset`), which repeats
+    names heavily (few thousand distinct ones per 100k), as real bases with many near-duplicates do."""
+    from simulators.onec.dataset import Dataset
+
+    fixture_names = {fold(p.name) for p in FIXTURE}
+    ds = Dataset(size=count * 2, seed=seed)
+    made = 0
+    for i in range(count * 2):
+        if made == count:
+            return
+        facts = ds.facts(i)
+        name = ds.name(i, facts)
+        if not name or fold(name) in fixture_names:
+            continue
+        group = ds.folders[facts.parent][0] if facts.parent >= 0 else ""
+        made += 1
+        yield name, group
+
+
 def _ean13(body12: str) -> str:
     digits = [int(d) for d in body12]
     return body12 + str((10 - (sum(digits[0::2]) + 3 * sum(digits[1::2])) % 10) % 10)
 
 
-def build_store(path: Path, products: int, seed: int = 7) -> tuple[Database, list[str], float]:
+def build_store(
+    path: Path, products: int, seed: int = 7, names: str = "generated"
+) -> tuple[Database, list[str], float]:
     """A migrated store at `path` with the fixture plus filler up to `products` rows; (db, skus, load s)."""
     db = Database(f"sqlite:///{path}")
     db.migrate()
@@ -203,7 +226,8 @@ def build_store(path: Path, products: int, seed: int = 7) -> tuple[Database, lis
     with db.write() as conn:
         insert_rows(conn, fixture_rows())
         batch = []
-        for i, (name, group) in enumerate(filler_names(max(0, products - len(FIXTURE)), seed)):
+        filler = simulator_names if names == "simulator" else filler_names
+        for i, (name, group) in enumerate(filler(max(0, products - len(FIXTURE)), seed)):
             sku = f"F{i + 1:06d}"
             skus.append(sku)
             batch.append(
@@ -239,19 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lookups", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5, help="passes over the query test set")
     ap.add_argument("--db", type=Path, help="keep the store at this path (default: a temp dir)")
+    ap.add_argument("--names", choices=("generated", "simulator"), default="generated",
+                    help="filler names: this module's generator, or the 1C simulator's catalogue")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.db or Path(tmp) / "bench.db"
         if path.exists():
             path.unlink()
-        db, skus, load_s = build_store(path, args.products)
+        db, skus, load_s = build_store(path, args.products, names=args.names)
         with db.read() as conn:
             total = conn.execute(text("SELECT count(*) FROM products")).scalar()
             indexed = conn.execute(text("SELECT count(*) FROM product_search")).scalar()
             vocab = conn.execute(text("SELECT count(*) FROM products_fts_vocab")).scalar()
             version = index_version(conn)
-        print(f"store: {total} products ({indexed} active, indexed), {vocab} distinct words; "
+        print(f"store ({args.names} filler names): {total} products ({indexed} active, indexed), {vocab} distinct words; "
               f"load with index triggers {load_s:.1f} s")
 
         # A sync's bulk `synced_at` touch must not reindex.

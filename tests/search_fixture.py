@@ -523,8 +523,9 @@ def load_queries(path: Path = QUERIES_FILE) -> list[QueryCase]:
 
 
 def _words_hit(row: dict[str, Any], words: Sequence[str]) -> bool:
+    """Every item is in the folded name; an item may offer alternatives: «пиала|piala»."""
     name_words = fold(row["name"]).split()
-    return all(fold(w) in name_words for w in words)
+    return all(any(fold(alt) in name_words for alt in w.split("|")) for w in words)
 
 
 def judge(case: QueryCase, results: list[dict[str, Any]]) -> tuple[bool, str]:

@@ -30,6 +30,7 @@ KEEP_WITHIN = 1.0  # alternatives costing at most this much more than the best r
 MAX_FORMS = 3
 
 MAX_GUESSES = 8
+MIN_EXPAND_LENGTH = 3
 FIRST_LETTER_COST = 0.5
 
 _LATIN = re.compile(r"[a-zA-Z]")
@@ -51,6 +52,13 @@ class Word:
     alternatives: tuple[tuple[str, float, bool], ...]
 
     @property
+    def expandable(self) -> bool:
+        """Whether an exact word may also stand for longer words (сыр → сырок): not numbers
+        (5 is not 500) and not one- or two-letter words (с, л, кг), whose prefix matches half
+        the catalogue."""
+        return len(self.text) >= MIN_EXPAND_LENGTH and not any(ch.isdigit() for ch in self.text)
+
+    @property
     def cost(self) -> float:
         if self.kind == "exact":
             return 0.0
@@ -62,7 +70,7 @@ class Word:
         """FTS5 expression; a non-strict exact word also matches longer words (сыр → сырок), a
         narrow guessed word only its cheapest guesses."""
         if self.kind == "exact":
-            return _quote(self.text) if strict else _quote(self.text) + "*"
+            return _quote(self.text) + ("" if strict or not self.expandable else "*")
         if self.kind == "prefix":
             return _quote(self.text) + "*"
         alternatives = self.alternatives
@@ -150,7 +158,8 @@ class Plan:
 
     @property
     def has_exact_words(self) -> bool:
-        return any(w.kind == "exact" for c in self.chunks for f in c.forms for w in f.words)
+        """Whether the non-strict plan differs: some exact word may stand for longer words."""
+        return any(w.kind == "exact" and w.expandable for c in self.chunks for f in c.forms for w in f.words)
 
 
 def resolve_word(word: str, vocab: Vocabulary) -> Word | None:
@@ -197,6 +206,8 @@ def _form(transform: str, text: str, vocab: Vocabulary) -> Form:
 def readings(raw: str) -> list[tuple[str, str]]:
     """(transform, text) readings of one typed chunk, as-typed first."""
     out = [("", raw)]
+    if len(raw) < 2:
+        return out  # «с», «в», «5»: nothing to re-read
     if _LATIN.search(raw):
         out.append(("layout", to_cyrillic_layout(raw)))
         out.append(("translit", latin_to_cyrillic(raw)))
