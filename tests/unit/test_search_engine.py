@@ -58,6 +58,18 @@ def test_blank_or_punctuation_query_gives_nothing(db: Database, query: str) -> N
     assert search_products(db, query) == []
 
 
+@pytest.mark.parametrize(
+    "query",
+    ['"', 'молоко"', "молоко*", "NOT OR AND", "мол^ NEAR(", "{name}: молоко", "(((", "'; DROP TABLE products; --",
+     "молоко " * 300],
+)
+def test_query_syntax_never_leaks_into_fts(db: Database, query: str) -> None:
+    rows = search_products(db, query)
+    assert isinstance(rows, list)
+    if "молоко" in query:
+        assert rows and "молоко" in rows[0]["name"].lower()
+
+
 def test_result_rows(db: Database) -> None:
     rows = search_products(db, "молоко", 5)
     assert len(rows) == 5

@@ -146,8 +146,9 @@ def rebuild_index(conn: Connection, *, recompute_text: bool = True, batch: int =
     """Rebuild the search index from `products` inside the caller's transaction.
 
     With `recompute_text`, first rewrites `products.search_text` wherever it differs from
-    `search_text(...)` of the row (after a folding change, or rows written by an older sync).
-    Returns the number of indexed (active) products."""
+    `search_text(...)` of the row (after a folding change, or rows written by an older sync);
+    that part runs on any database, the index refill on SQLite only. Returns the number of
+    indexed (active) products, or of active products where there is no SQLite index."""
     if recompute_text:
         last = ""
         while True:
@@ -168,6 +169,8 @@ def rebuild_index(conn: Connection, *, recompute_text: bool = True, batch: int =
                     changes.append({"sku": r.sku, "st": value})
             if changes:
                 conn.execute(text("UPDATE products SET search_text = :st WHERE sku = :sku"), changes)
+    if conn.dialect.name != "sqlite":
+        return int(conn.execute(text("SELECT count(*) FROM products WHERE is_active")).scalar() or 0)
     for sql in _REFILL:
         conn.execute(text(sql))
     return int(conn.execute(text("SELECT count(*) FROM product_search")).scalar() or 0)

@@ -157,20 +157,27 @@ def _sqlite_upgrade() -> None:
     )
 
 
-def _backfill_search_text() -> None:
-    """Compute `search_text` for rows written before this revision (the sync keeps it after)."""
+def _backfill_search_text(batch: int = 5000) -> None:
+    """Compute `search_text` for rows written before this revision (the sync keeps it after),
+    in key order and in batches, so a large catalogue is never all in memory."""
     from resources.store.search.document import search_text
 
     bind = op.get_bind()
-    rows = bind.execute(
-        sa.text("SELECT sku, name, article, code, barcode, group_name FROM products")
-    ).all()
-    params = [
-        {"sku": r.sku, "st": search_text(r.name, r.sku, r.article, r.code, r.barcode, r.group_name)}
-        for r in rows
-    ]
-    if params:
-        bind.execute(sa.text("UPDATE products SET search_text = :st WHERE sku = :sku"), params)
+    select = sa.text(
+        "SELECT sku, name, article, code, barcode, group_name FROM products "
+        "WHERE sku > :last ORDER BY sku LIMIT :batch"
+    )
+    update = sa.text("UPDATE products SET search_text = :st WHERE sku = :sku")
+    last = ""
+    while True:
+        rows = bind.execute(select, {"last": last, "batch": batch}).all()
+        if not rows:
+            return
+        last = rows[-1].sku
+        bind.execute(update, [
+            {"sku": r.sku, "st": search_text(r.name, r.sku, r.article, r.code, r.barcode, r.group_name)}
+            for r in rows
+        ])
 
 
 def upgrade() -> None:
