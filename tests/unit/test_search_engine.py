@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from resources.store.database import Database
 from resources.store.search import product_search_for, search_products
+from resources.store.search.base import RESULT_FIELDS
 from tests.search_fixture import (
     BY_SKU,
     FIXTURE,
@@ -73,7 +74,7 @@ def test_query_syntax_never_leaks_into_fts(db: Database, query: str) -> None:
 def test_result_rows(db: Database) -> None:
     rows = search_products(db, "молоко", 5)
     assert len(rows) == 5
-    assert all(set(r) == {"sku", "name", "price", "currency", "stock", "is_active", "score", "match"} for r in rows)
+    assert all(tuple(r) == RESULT_FIELDS for r in rows)
     assert all(r["is_active"] is True and r["currency"] == "KZT" for r in rows)
     scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)

@@ -1,11 +1,16 @@
 """Turn what the customer typed into a search plan over the indexed vocabulary.
 
 Every whitespace-separated chunk of the query is read as typed, as typed on the wrong keyboard
-layout, and transliterated (Latin → Cyrillic, or Cyrillic → Latin for brands: «нескафе»); each reading is folded and its words resolved against the
-vocabulary: an indexed word (exact), the start of one (prefix), or a guess (fuzzy): a word one or two
-edits away, a stem («гречка» → греч…), a Latin word that sounds alike. The cheap readings of a chunk are kept as alternatives (OR), chunks are combined with
-AND. Chunks no reading can resolve (filler like «пожалуйста») are dropped and remembered, so
-the results can say they are partial.
+layout, and transliterated (Latin → Cyrillic; Cyrillic → Latin for brands: «нескафе»). Each
+reading is folded and its words resolved against the vocabulary: an indexed word (exact), the
+start of one (prefix), or guesses (fuzzy): words one or two edits away, a shorter stem
+(«гречка» → греч…), Latin words that sound alike. The cheap readings of a chunk are kept as
+alternatives (OR), chunks are combined with AND. Chunks no reading can resolve (filler like
+«пожалуйста») are dropped and remembered, so the results can say they are partial.
+
+The `fts()` methods render a plan in FTS5 query syntax (every term quoted, so nothing the
+customer types is ever read as query syntax); another backend renders the same structure its
+own way.
 """
 
 from __future__ import annotations
@@ -172,7 +177,9 @@ def resolve_word(word: str, vocab: Vocabulary) -> Word | None:
         return Word(word, "prefix", ((word, 0, True),))
     guesses: dict[tuple[str, bool], float] = {}
     # Typos seldom hit the first letter: a guess that changes it costs a little more.
-    candidates = [(t, d + (FIRST_LETTER_COST if t[0] != word[0] else 0.0), False) for t, d in vocab.corrections(word)]
+    candidates = [
+        (t, d + (FIRST_LETTER_COST if t[0] != word[0] else 0.0), False) for t, d in vocab.corrections(word)
+    ]
     candidates += [(t, float(d), True) for t, d in vocab.stems(word)]
     if _LATIN_WORD.fullmatch(word):
         first = latin_key(word)[:1]  # sound-alike: «koka» and «coca» start alike
@@ -184,6 +191,7 @@ def resolve_word(word: str, vocab: Vocabulary) -> Word | None:
             guesses[key] = dist
     if not guesses:
         return None
+
     def popularity(term: str, is_prefix: bool) -> int:
         return vocab.prefix_count(term) if is_prefix else vocab.df.get(term, 0)
 
