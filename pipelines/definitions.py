@@ -8,6 +8,7 @@ from dagster import Definitions, EnvVar
 
 from assets.catalogue.assets import CATALOGUE_ASSETS, CATALOGUE_CHECKS, CatalogueRulesResource
 from pipelines.catalogue import catalogue_schedules, catalogue_sync_job, stock_refresh_job
+from pipelines.push import PUSH_JOBS, PUSH_SENSORS, push_resources
 from resources.onec.resource import OneCResource
 from resources.settings import load_settings
 from resources.store.resource import StoreResource
@@ -23,13 +24,15 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=CATALOGUE_ASSETS,
         asset_checks=CATALOGUE_CHECKS,
-        jobs=[catalogue_sync_job, stock_refresh_job],
+        jobs=[catalogue_sync_job, stock_refresh_job, *PUSH_JOBS],
         schedules=catalogue_schedules(settings.schedules),
+        sensors=PUSH_SENSORS,
         resources={
             "onec": onec_resource,
             "store": store,
             "catalogue_rules": CatalogueRulesResource(max_active_drop=settings.catalogue.max_active_drop,
                                                       sample_size=settings.catalogue.sample_size),
+            **push_resources(settings),
         },
     )
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from sqlalchemy import text
 
 from resources.store.database import PROJECT_ROOT, get_database
@@ -49,6 +50,15 @@ def _start_simulators(size: int) -> tuple[list[ProcessServer], dict[str, str]]:
                          port=_port(8081), env=env).start()
     servers = [onec]
     env.update(ONEC_BASE_URL=f"{onec.url}/zeta", ONEC_USERNAME=ONEC_USER)
+    # The seed README's examples use SKU ART001 at 45 000 KZT: give the demo base that product.
+    httpx.post(f"{onec.url}/_admin/mutate", timeout=30, json={"ops": [
+        {"op": "set_article", "index": 0, "article": "ART001"},
+        {"op": "mark_deleted", "index": 0, "flag": False},
+        {"op": "set_price", "index": 0, "price_type": "Розничная", "value": 45000},
+        {"op": "set_stock", "index": 0, "warehouse": 0, "qty": 4},
+        {"op": "set_stock", "index": 0, "warehouse": 1, "qty": 2},
+        {"op": "set_stock", "index": 0, "warehouse": 2, "qty": 1},
+    ]}).raise_for_status()
     try:
         b24 = ProcessServer("simulators.bitrix24", [], port=_port(8082)).start()
         servers.append(b24)
@@ -65,8 +75,7 @@ def _summary() -> None:
             "SELECT COUNT(*), SUM(CASE WHEN is_active THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN is_active AND stock > 0 THEN 1 ELSE 0 END) FROM products")).one()
         sample = conn.execute(text(
-            "SELECT sku, name, price, currency, stock FROM products WHERE is_active AND stock > 0 "
-            "AND price IS NOT NULL ORDER BY sku LIMIT 1")).one_or_none()
+            "SELECT sku, name, price, currency, stock FROM products WHERE sku = 'ART001'")).one_or_none()
         warehouses = conn.execute(text(
             "SELECT warehouse, quantity FROM product_stock WHERE sku = :s ORDER BY warehouse"),
             {"s": sample.sku if sample else ""}).all()

@@ -144,7 +144,7 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
                     "code": r.code, "article": r.article or None, "unit": r.unit_name,
                     "group_name": r.group_name, "barcode": None, "deletion_mark": bool(r.deletion_mark),
                     "data_version": r.data_version, "content_hash": content_hash(values),
-                    "search_text": search_text(name=r.name, sku=sku, article=r.article, code=r.code, barcode=None,
+                    "search_text": search_text(name=r.name or sku, sku=sku, article=r.article, code=r.code, barcode=None,
                                                group_name=r.group_name) if search_text else None,
                 })
                 pending_stock.extend({"candidate_id": candidate_id, "onec_ref": r.ref, "warehouse": w,

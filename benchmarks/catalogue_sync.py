@@ -1,0 +1,159 @@
+"""Catalogue sync benchmark: end to end against the fetch-only floor, a 1 % re-sync, 1M peak RSS.
+
+    python -m benchmarks.catalogue_sync [--size 100000] [--big 1000000] [--skip-big]
+
+The 1C simulator runs in its own process (`ProcessServer`). Every figure printed is measured in
+this run; ratios compare timings of the same run, so a noisy machine shifts both sides.
+
+* floor      — fetch and JSON-parse exactly the pages the sync reads (same client, page size and
+               prefetch), no mapping and no database.
+* end to end — `run_catalogue_sync` (the same steps the Dagster assets run) into a fresh SQLite DB.
+* re-sync    — 1 % of products changed in 1C (price, stock or name), synced again: rows written.
+* peak RSS   — a child process syncs 1M products; its `ru_maxrss` is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from assets.catalogue.extract import resolve_price_type
+from assets.catalogue.sync import SyncOptions, run_catalogue_sync
+from resources.onec.client import OneCClient, guid_literal
+from resources.onec.profile import load_profile
+from resources.store.database import Database
+from simulators.serving import ProcessServer
+
+USER = "Администратор"
+PAGE = 1000
+
+
+def client_for(url: str, password: str) -> OneCClient:
+    return OneCClient(f"{url}/zeta", USER, password, timeout=120)
+
+
+def fetch_floor(url: str, password: str) -> tuple[float, int]:
+    """Fetch + parse the same pages as a sync; returns (seconds, rows)."""
+    profile = load_profile("ut11")
+    f = profile.products.fields
+    rows = 0
+    started = time.perf_counter()
+    with client_for(url, password) as client:
+        client.check_entity_sets(profile.entity_sets())
+        for page in client.iter_pages(profile.products.entity_set, page_size=PAGE, select=[f.ref, f.name, f.parent],
+                                      filter_=f"{f.is_folder} eq true"):
+            rows += len(page)
+        for section in (profile.units, profile.currencies, profile.warehouses):
+            for page in client.iter_pages(section.entity_set, page_size=PAGE):
+                rows += len(page)
+        select = [f.ref, f.data_version, f.deletion_mark, f.parent, f.code, f.article, f.name, f.unit]
+        for page in client.iter_pages(profile.products.entity_set, page_size=PAGE, select=select,
+                                      filter_=f"{f.is_folder} eq false"):
+            rows += len(page)
+        ptype = resolve_price_type(client, profile, "Розничная", PAGE)
+        pf = profile.prices.fields
+        path = client.virtual_table_path(profile.prices.register_name, "SliceLast", Period=client.server_now(),
+                                         Condition=f"'{pf.price_type} eq {guid_literal(ptype['ref'])}'")
+        psel = [pf.product, pf.price, pf.package, pf.characteristic]
+        for page in client.iter_pages(profile.prices.register_name, page_size=PAGE, select=psel, path=path,
+                                      orderby=",".join(psel[:1] + psel[2:])):
+            rows += len(page)
+        sf = profile.stock.fields
+        path = client.virtual_table_path(profile.stock.register_name, "Balance", Period=client.server_now(),
+                                         Dimensions="'" + ",".join(profile.stock.dimensions) + "'")
+        for page in client.iter_pages(profile.stock.register_name, page_size=PAGE, path=path,
+                                      select=[sf.product, sf.warehouse, sf.quantity],
+                                      orderby=f"{sf.product},{sf.warehouse}"):
+            rows += len(page)
+    return time.perf_counter() - started, rows
+
+
+def sync(url: str, password: str, db_url: str):
+    db = Database(db_url)
+    db.migrate()
+    started = time.perf_counter()
+    with client_for(url, password) as client:
+        result = run_catalogue_sync(client, load_profile("ut11"), db,
+                                    SyncOptions(page_size=PAGE, max_active_drop=0.5, sample_size=0))
+    elapsed = time.perf_counter() - started
+    db.dispose()
+    return elapsed, result
+
+
+def rss_child(url: str, password: str, db_url: str) -> None:
+    elapsed, result = sync(url, password, db_url)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": elapsed, "products": result.publish.total, "peak_rss_mb": peak_kb / 1024}))
+
+
+def start_simulator(size: int, password: str) -> ProcessServer:
+    return ProcessServer("simulators.onec", ["--size", str(size), "--user", USER],
+                         env={"ONEC_PASSWORD": password}).start(timeout=600)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--big", type=int, default=1_000_000)
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--rss-child", nargs=3, metavar=("URL", "PASSWORD_ENV", "DB_URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        url, pw_env, db_url = args.rss_child
+        rss_child(url, os.environ[pw_env], db_url)
+        return 0
+
+    password = secrets.token_urlsafe(12)
+    tmp = Path(tempfile.mkdtemp(prefix="zeta-bench-"))
+    print(f"catalogue sync benchmark — {args.size:,} products, page size {PAGE}, simulator in a subprocess")
+    with start_simulator(args.size, password) as sim:
+        fetch_floor(sim.url, password)  # warm the simulator's caches once, unmeasured
+        floor_a, rows = fetch_floor(sim.url, password)
+        e2e, result = sync(sim.url, password, f"sqlite:///{tmp / 'bench.db'}")
+        floor_b, _ = fetch_floor(sim.url, password)
+        floor = statistics.mean([floor_a, floor_b])
+        products = result.publish.total
+        print(f"  floor (fetch + parse {rows:,} rows): {floor_a:.2f}s / {floor_b:.2f}s → {products / floor:,.0f} products/s")
+        print(f"  end to end into SQLite:          {e2e:.2f}s → {products / e2e:,.0f} products/s")
+        print(f"  ratio end to end / floor:        {e2e / floor:.2f}×  (target ≤ 1.5×)")
+        stages = {k: round(v.seconds, 2) for k, v in result.extracts.items()}
+        print(f"  extract stages (s): {stages}, publish {result.publish.seconds:.2f}s")
+
+        changed = httpx.post(f"{sim.url}/_admin/mutate", json={"op": "change_fraction", "share": 0.01, "seed": 5},
+                             timeout=60).json()["results"][0]
+        n_changed = sum(len(v) for v in changed.values())
+        floor_c, _ = fetch_floor(sim.url, password)
+        resync, result2 = sync(sim.url, password, f"sqlite:///{tmp / 'bench.db'}")
+        p = result2.publish
+        print(f"  re-sync after {n_changed:,} products changed in 1C (1 %): {resync:.2f}s, "
+              f"ratio to floor {resync / floor_c:.2f}×")
+        print(f"    rows written: {p.rows_written:,} (inserted {p.inserted}, updated {p.updated}, "
+              f"deactivated {p.deactivated}); unchanged rows left alone: {p.unchanged:,}")
+        print(f"    written / changed in 1C: {p.rows_written / max(n_changed, 1):.2f}")
+
+    if not args.skip_big:
+        print(f"peak RSS of a sync of {args.big:,} products (sync process only):")
+        with start_simulator(args.big, password) as sim:
+            env = {**os.environ, "ZETA_BENCH_PW": password}
+            out = subprocess.run([sys.executable, "-m", "benchmarks.catalogue_sync", "--rss-child", sim.url,
+                                  "ZETA_BENCH_PW", f"sqlite:///{tmp / 'big.db'}"], env=env, capture_output=True,
+                                 text=True, check=True)
+            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"  {figures['products']:,} products in {figures['seconds']:.0f}s, "
+                  f"peak RSS {figures['peak_rss_mb']:.0f} MB (target < 500 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
