@@ -42,9 +42,11 @@ SEED_SKU, SEED_PRICE, SEED_STOCK = "ART001", 45000, (4, 2, 1)
 
 # ---- the seed's snippets ----------------------------------------------------------------------
 
+SEED_COPY = PROJECT_ROOT / "tests" / "seed_readme.md"  # a copy, for clones without ../shared
+
+
 def seed_text() -> str:
-    files = sorted(SEED_DIR.glob("000_*.txt"))
-    assert files, f"the seed README is not at {SEED_DIR} (../shared/seed/ next to the project)"
+    files = sorted(SEED_DIR.glob("000_*.txt")) or [SEED_COPY]
     return files[0].read_text(encoding="utf-8")
 
 
