@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import warnings
 
-from dagster import Definitions, EnvVar
+from dagster import BetaWarning, Definitions, EnvVar
+
+# Dagster itself passes the beta `owners` parameter when it binds a sensor's resources.
+warnings.filterwarnings("ignore", category=BetaWarning)
 
 from assets.catalogue.assets import CATALOGUE_ASSETS, CATALOGUE_CHECKS, CatalogueRulesResource
 from pipelines.catalogue import catalogue_schedules, catalogue_sync_job, stock_refresh_job
