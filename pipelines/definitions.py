@@ -7,15 +7,15 @@ import warnings
 
 from dagster import BetaWarning, Definitions, EnvVar
 
-# Dagster itself passes the beta `owners` parameter when it binds a sensor's resources.
-warnings.filterwarnings("ignore", category=BetaWarning)
-
 from assets.catalogue.assets import CATALOGUE_ASSETS, CATALOGUE_CHECKS, CatalogueRulesResource
 from pipelines.catalogue import catalogue_schedules, catalogue_sync_job, stock_refresh_job
 from pipelines.push import PUSH_JOBS, PUSH_SENSORS, push_resources
 from resources.onec.resource import OneCResource
 from resources.settings import load_settings
 from resources.store.resource import StoreResource
+
+# Dagster itself passes the beta `owners` parameter when it binds a sensor's resources.
+warnings.filterwarnings("ignore", category=BetaWarning)
 
 
 def build_definitions() -> Definitions:
