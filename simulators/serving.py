@@ -54,6 +54,8 @@ class ThreadServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> ThreadServer:
+        if self._thread is not None:
+            return self
         if not self.port:
             self.port = free_port()
         config = uvicorn.Config(
@@ -99,6 +101,8 @@ class ProcessServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ProcessServer:
+        if self._proc is not None and self._proc.poll() is None:
+            return self  # already running (e.g. `with server.start() as s:`)
         if not self.port:
             self.port = free_port()
         cmd = [sys.executable, "-m", self.module, "--host", self.host, "--port", str(self.port), *self.args]
