@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from resources.onec.profile import MappingProfile
 from resources.store.database import Database
@@ -128,8 +128,8 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
             dialect = conn.dialect.name
             rows = conn.execution_options(yield_per=CHUNK).execute(text(_mapping_sql(dialect)), params)
             used: set[str] = set()
-            pending: list[dict[str, Any]] = []
-            pending_stock: list[dict[str, Any]] = []
+            pending: list[tuple[Any, ...]] = []
+            pending_stock: list[tuple[Any, ...]] = []
             for r in rows:
                 sku = _assign_sku(r, rule, losers, used, result)
                 used.add(sku)
@@ -138,17 +138,17 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
                 active = not r.deletion_mark
                 values = (sku, r.name, r.price, currency, stock, active, r.code, r.article or None,
                           r.unit_name, r.group_name, None, bool(r.deletion_mark), tuple(detail))
-                pending.append({
+                row = {
                     "candidate_id": candidate_id, "onec_ref": r.ref, "sku": sku, "name": r.name or sku,
                     "price": r.price, "currency": currency, "stock": stock, "is_active": active,
                     "code": r.code, "article": r.article or None, "unit": r.unit_name,
                     "group_name": r.group_name, "barcode": None, "deletion_mark": bool(r.deletion_mark),
                     "data_version": r.data_version, "content_hash": content_hash(values),
-                    "search_text": search_text(name=r.name or sku, sku=sku, article=r.article, code=r.code, barcode=None,
-                                               group_name=r.group_name) if search_text else None,
-                })
-                pending_stock.extend({"candidate_id": candidate_id, "onec_ref": r.ref, "warehouse": w,
-                                      "quantity": q} for w, q in detail)
+                    "search_text": search_text(name=r.name or sku, sku=sku, article=r.article, code=r.code,
+                                               barcode=None, group_name=r.group_name) if search_text else None,
+                }
+                pending.append(tuple(row[c] for c in _NEXT_COLUMNS))
+                pending_stock.extend((candidate_id, r.ref, w, q) for w, q in detail)
                 result.rows += 1
                 result.active += active
                 result.with_price += r.price is not None
@@ -185,12 +185,22 @@ def _assign_sku(row: Any, rule: list[str], losers: set[str], used: set[str], res
     return row.ref
 
 
-def _flush(db: Database, pending: list[dict[str, Any]], pending_stock: list[dict[str, Any]]) -> None:
+_NEXT_COLUMNS = [c.name for c in products_next.columns if c.name != "change"]
+_STOCK_COLUMNS = [c.name for c in product_stock_next.columns]
+
+
+def _insert_sql(db: Database, table: str, columns: list[str]) -> str:
+    mark = "?" if db.is_sqlite else "%s"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+
+def _flush(db: Database, pending: list[tuple[Any, ...]], pending_stock: list[tuple[Any, ...]]) -> None:
+    """Driver-level executemany of plain tuples: the candidate is written at bulk-load speed."""
     if not pending:
         return
     with db.write() as conn:
-        conn.execute(insert(products_next), pending)
+        conn.exec_driver_sql(_insert_sql(db, "products_next", _NEXT_COLUMNS), pending)
         if pending_stock:
-            conn.execute(insert(product_stock_next), pending_stock)
+            conn.exec_driver_sql(_insert_sql(db, "product_stock_next", _STOCK_COLUMNS), pending_stock)
     pending.clear()
     pending_stock.clear()

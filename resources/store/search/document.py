@@ -10,6 +10,7 @@ from the raw name (case-folded by FTS5 itself, but without ё/Kazakh folding).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from resources.store.search.normalize import fold
 
@@ -44,7 +45,13 @@ def search_text(
         key = ident_key(value).lower()
         if key and key not in idents:
             idents.append(key)
-    return SECTION_SEP.join((fold(name), fold(group_name), " ".join(idents)))
+    return SECTION_SEP.join((fold(name), _fold_group(group_name), " ".join(idents)))
+
+
+@lru_cache(maxsize=4096)
+def _fold_group(group_name: str | None) -> str:
+    """Group names repeat across thousands of products: fold each once."""
+    return fold(group_name)
 
 
 def split_search_text(value: str) -> tuple[str, str, str]:
