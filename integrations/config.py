@@ -11,9 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from resources.settings import ConfigError, Settings, config_path_from_env, expand_env, load_settings
+from resources.settings import (
+    ConfigError,
+    Settings,
+    config_path_from_env,
+    expand_env,
+    load_settings,
+    read_yaml_mapping,
+)
 
 from .bitrix24 import Bitrix24Integration
 from .manager import IntegrationManager, integration_manager
@@ -32,13 +37,7 @@ def load_integrations_config(path: str | Path | None = None) -> dict[str, Any]:
     Raises `ConfigError` (naming the file) when the file is missing or not valid YAML.
     """
     cfg_path = Path(path) if path else config_path_from_env()
-    try:
-        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{cfg_path}: config file not found (set ZETA_CONFIG)") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{cfg_path}: not valid YAML: {exc}") from exc
-    return expand_env(raw)
+    return expand_env(read_yaml_mapping(cfg_path, "config file (set ZETA_CONFIG)"))
 
 
 def setup_from_config(path: str | Path | None = None, *, manager: IntegrationManager | None = None,

@@ -133,18 +133,23 @@ def _describe(error: ValidationError, path: Path) -> str:
     return f"{path}: " + "; ".join(parts)
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; `ConfigError` naming the file otherwise."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: {what} not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read and validate the integrations config; raise `ConfigError` naming file and key."""
     cfg_path = Path(path) if path else config_path_from_env()
-    try:
-        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{cfg_path}: config file not found (set ZETA_CONFIG)") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{cfg_path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{cfg_path}: top level must be a mapping")
-    data = expand_env(raw, environ)
+    data = expand_env(read_yaml_mapping(cfg_path, "config file (set ZETA_CONFIG)"), environ)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from resources.settings import PROJECT_ROOT, ConfigError
+from resources.settings import PROJECT_ROOT, ConfigError, read_yaml_mapping
 
 DEFAULT_MAPPING_PATH = PROJECT_ROOT / "config" / "mappings" / "bitrix24.yaml"
 
@@ -97,14 +96,7 @@ def load_bitrix24_mapping(path: str | Path | None = None) -> Bitrix24Mapping:
     file = Path(path) if path else DEFAULT_MAPPING_PATH
     if not file.is_absolute():
         file = PROJECT_ROOT / file
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{file}: Bitrix24 mapping not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: top level must be a mapping")
+    data = read_yaml_mapping(file, "Bitrix24 mapping")
     try:
         mapping = Bitrix24Mapping.model_validate(data)
     except ValidationError as exc:

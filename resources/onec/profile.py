@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from resources.settings import PROJECT_ROOT, ConfigError
+from resources.settings import PROJECT_ROOT, ConfigError, read_yaml_mapping
 
 MAPPINGS_DIR = PROJECT_ROOT / "config" / "mappings"
 
@@ -126,15 +125,7 @@ class MappingProfile(_Strict):
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: mapping profile not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return data
+    return read_yaml_mapping(path, "mapping profile")
 
 
 def load_profile(name_or_path: str | Path, mappings_dir: Path = MAPPINGS_DIR) -> MappingProfile:
