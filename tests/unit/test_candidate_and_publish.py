@@ -145,3 +145,33 @@ def test_checks_catch_duplicate_skus_and_negative_prices(db):
 def test_candidate_needs_all_three_extracts(db):
     with pytest.raises(MissingExtractError, match="catalogue"):
         build_candidate(db, PROFILE)
+
+
+def test_a_reader_sees_the_old_or_the_new_catalogue_never_a_mix(db):
+    import threading
+
+    many = [{"ref": f"r{i:05d}", "code": f"00-{i:05d}", "article": f"A{i:05d}", "name": f"Товар {i}"}
+            for i in range(3000)]
+    stage(db, many, [(p["ref"], 100.0, None, None) for p in many], [(p["ref"], "w1", 1) for p in many])
+    sync(db)
+    stage(db, many, [(p["ref"], 200.0, None, None) for p in many], [(p["ref"], "w1", 2) for p in many])
+    cand = build_candidate(db, PROFILE)
+    seen: set[tuple] = set()
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            with db.read() as conn:
+                seen.add(tuple(conn.execute(text(
+                    "SELECT SUM(price), SUM(stock), (SELECT SUM(quantity) FROM product_stock) FROM products")).one()))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    publish_candidate(db, cand.candidate_id, max_active_drop=0.5)
+    done.set()
+    thread.join()
+    with db.read() as conn:
+        seen.add(tuple(conn.execute(text(
+            "SELECT SUM(price), SUM(stock), (SELECT SUM(quantity) FROM product_stock) FROM products")).one()))
+    assert seen <= {(300000.0, 3000.0, 3000.0), (600000.0, 6000.0, 6000.0)}
+    assert (600000.0, 6000.0, 6000.0) in seen
