@@ -8,24 +8,25 @@ base unit, null when 1C has none; stock summed over the configured warehouses, 0
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from resources.onec.profile import MappingProfile
 from resources.store.database import Database
-from resources.store.schema import product_stock_next, products_next
+from resources.store.search import document
 
 from .staging import complete_batch, fail_batch, latest_batch, open_batch
 
 logger = logging.getLogger("integrations.onec")
-CHUNK = 5000
 
 SearchTextFn = Callable[..., str]
+
+# Separators of the content signature: never part of 1C text (1C strips control characters).
+_US, _NIL = "\x1f", "\x1e"
 
 
 @dataclass
@@ -46,49 +47,6 @@ class CandidateResult:
             self.sku_collisions.append(entry)
 
 
-def content_hash(values: tuple[Any, ...]) -> str:
-    """A digest of every published column: equal hash ⇒ the row need not be rewritten."""
-    return hashlib.md5("\x1f".join("" if v is None else str(v) for v in values).encode()).hexdigest()
-
-
-def _string_agg(dialect: str, expr: str, sep: str) -> str:
-    return f"group_concat({expr}, {sep})" if dialect == "sqlite" else f"string_agg({expr}, {sep})"
-
-
-def _mapping_sql(dialect: str) -> str:
-    detail = _string_agg(dialect, "w.warehouse || :tab || CAST(w.qty AS TEXT)", ":nl")
-    ratio = "CAST(pu.extra AS REAL)" if dialect == "sqlite" else "CAST(pu.extra AS DOUBLE PRECISION)"
-    order = "c.ref" if dialect == "sqlite" else 'c.ref COLLATE "C"'
-    return f"""
-    SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version,
-           g.name AS group_name, u.name AS unit_name, pr.price, st.total AS stock, st.detail AS stock_detail
-    FROM raw_catalogue c
-    LEFT JOIN raw_reference g ON g.batch_id = :cb AND g.kind = 'group' AND g.ref = c.parent
-    LEFT JOIN raw_reference u ON u.batch_id = :cb AND u.kind = 'unit' AND u.ref = c.unit
-    LEFT JOIN (
-        SELECT p.product,
-               COALESCE(MIN(CASE WHEN p.package IS NULL AND p.characteristic IS NULL THEN p.price END),
-                        MIN(CASE WHEN p.package IS NULL THEN p.price END),
-                        MIN(p.price / CASE WHEN {ratio} > 0 THEN {ratio} ELSE 1 END)) AS price
-        FROM raw_prices p
-        LEFT JOIN raw_reference pu ON pu.batch_id = :cb AND pu.kind = 'unit' AND pu.ref = p.package
-        WHERE p.batch_id = :pb
-        GROUP BY p.product
-    ) pr ON pr.product = c.ref
-    LEFT JOIN (
-        SELECT w.product, SUM(w.qty) AS total, {detail} AS detail
-        FROM (SELECT s.product, COALESCE(r.name, s.warehouse) AS warehouse, SUM(s.quantity) AS qty
-              FROM raw_stock s
-              LEFT JOIN raw_reference r ON r.batch_id = :sb AND r.kind = 'warehouse' AND r.ref = s.warehouse
-              WHERE s.batch_id = :sb
-              GROUP BY s.product, COALESCE(r.name, s.warehouse)) w
-        GROUP BY w.product
-    ) st ON st.product = c.ref
-    WHERE c.batch_id = :cb
-    ORDER BY {order}
-    """
-
-
 _DUPLICATE_LOSERS_SQL = """
 SELECT ref FROM (
     SELECT ref,
@@ -100,62 +58,129 @@ SELECT ref FROM (
 ) ranked WHERE rn > 1
 """
 
+_STOCK_SQL = """
+INSERT INTO product_stock_next (candidate_id, onec_ref, warehouse, quantity)
+SELECT :cand, s.product, COALESCE(r.name, s.warehouse), SUM(s.quantity)
+FROM raw_stock s
+LEFT JOIN raw_reference r ON r.batch_id = :sb AND r.kind = 'warehouse' AND r.ref = s.warehouse
+WHERE s.batch_id = :sb AND s.product IN (SELECT ref FROM raw_catalogue WHERE batch_id = :cb)
+GROUP BY s.product, COALESCE(r.name, s.warehouse)
+"""
 
-def _parse_stock_detail(detail: str | None) -> list[tuple[str, float]]:
-    if not detail:
-        return []
-    out = []
-    for part in detail.split("\n"):
-        name, _, qty = part.rpartition("\t")
-        out.append((name, float(qty)))
-    return sorted(out)
+
+def _source_sql(source: str) -> tuple[str, str]:
+    """(condition, value) of one `sku_rule` source as the set-based first choice takes it: any
+    non-empty value (duplicate-article losers and taken SKUs are fixed after, see `_apply_sku_rule`)."""
+    if source == "article":
+        return "COALESCE(c.article, '') <> ''", "c.article"
+    return "COALESCE(c.code, '') <> ''", "c.code"
+
+
+def _keys_sql(first: str, second: str) -> str:
+    """The identifier section of `document.search_text`: non-empty keys, first occurrence only."""
+    return (f"substr(CASE WHEN {first} <> '' THEN ' ' || {first} ELSE '' END || "
+            f"CASE WHEN {second} <> '' AND {second} <> {first} THEN ' ' || {second} ELSE '' END, 2)")
+
+
+def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
+    """One INSERT … SELECT for the whole candidate: mapping, first-choice SKU, signature, search text.
+
+    `search_text` is assembled from pieces the extract precomputed; wherever one is missing (or
+    the SKU is the 1C ref, or the name is empty) it is left NULL for the Python pass to fill."""
+    ratio = "CAST(pu.extra AS REAL)" if dialect == "sqlite" else "CAST(pu.extra AS DOUBLE PRECISION)"
+    if dialect == "sqlite":  # 3.40 has no ORDER BY inside group_concat: feed it sorted rows
+        stock = """SELECT onec_ref, SUM(quantity) AS total,
+                          group_concat(warehouse || :tab || CAST(quantity AS TEXT), :nl) AS detail
+                   FROM (SELECT onec_ref, warehouse, quantity FROM product_stock_next
+                         WHERE candidate_id = :cand ORDER BY onec_ref, warehouse) sorted
+                   GROUP BY onec_ref"""
+    else:
+        stock = """SELECT onec_ref, SUM(quantity) AS total,
+                          string_agg(warehouse || :tab || CAST(quantity AS TEXT), :nl ORDER BY warehouse) AS detail
+                   FROM product_stock_next WHERE candidate_id = :cand GROUP BY onec_ref"""
+    sources = [_source_sql(src) for src in rule]
+    sku = "CASE " + " ".join(f"WHEN {cond} THEN {value}" for cond, value in sources) + " ELSE c.ref END"
+    keys = {"article": _keys_sql("c.article_key", "c.code_key"), "code": _keys_sql("c.code_key", "c.article_key")}
+    idents = ("CASE " + " ".join(f"WHEN {cond} THEN {keys[src]}" for (cond, _), src in zip(sources, rule, strict=True))
+              + " ELSE NULL END")
+    sep = document.SECTION_SEP
+    search = "NULL"
+    if sql_search:
+        search = f"""CASE WHEN m.idents IS NULL OR m.search_name IS NULL OR m.article_key IS NULL
+                            OR m.code_key IS NULL OR COALESCE(m.name, '') = ''
+                            OR (m.group_ref IS NOT NULL AND m.group_folded IS NULL) THEN NULL
+                       ELSE m.search_name || '{sep}' || COALESCE(m.group_folded, '') || '{sep}' || m.idents END"""
+    signature = " || :us || ".join([
+        "m.sku", "COALESCE(m.name, '')", "COALESCE(CAST(m.price AS TEXT), :nil)", "COALESCE(:cur, :nil)",
+        "CAST(m.stock AS TEXT)", "CAST(m.deletion_mark AS TEXT)", "COALESCE(m.code, :nil)",
+        "COALESCE(m.article, '')", "COALESCE(m.unit_name, :nil)", "COALESCE(m.group_name, :nil)",
+        "COALESCE(m.stock_detail, '')"])
+    return f"""
+    INSERT INTO products_next (candidate_id, onec_ref, sku, name, price, currency, stock, is_active, code, article,
+                               unit, group_name, barcode, deletion_mark, data_version, content_hash, search_text)
+    SELECT :cand, m.ref, m.sku, COALESCE(NULLIF(m.name, ''), m.sku), m.price, :cur, m.stock, NOT m.deletion_mark,
+           m.code, NULLIF(m.article, ''), m.unit_name, m.group_name, NULL, m.deletion_mark, m.data_version,
+           {signature}, {search}
+    FROM (
+        SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.search_name, c.article_key,
+               c.code_key, g.ref AS group_ref, g.name AS group_name, g.folded AS group_folded,
+               u.name AS unit_name, pr.price, COALESCE(st.total, 0.0) AS stock, st.detail AS stock_detail,
+               {sku} AS sku, {idents} AS idents
+        FROM raw_catalogue c
+        LEFT JOIN raw_reference g ON g.batch_id = :cb AND g.kind = 'group' AND g.ref = c.parent
+        LEFT JOIN raw_reference u ON u.batch_id = :cb AND u.kind = 'unit' AND u.ref = c.unit
+        LEFT JOIN (
+            SELECT p.product,
+                   COALESCE(MIN(CASE WHEN p.package IS NULL AND p.characteristic IS NULL THEN p.price END),
+                            MIN(CASE WHEN p.package IS NULL THEN p.price END),
+                            MIN(p.price / CASE WHEN {ratio} > 0 THEN {ratio} ELSE 1 END)) AS price
+            FROM raw_prices p
+            LEFT JOIN raw_reference pu ON pu.batch_id = :cb AND pu.kind = 'unit' AND pu.ref = p.package
+            WHERE p.batch_id = :pb
+            GROUP BY p.product
+        ) pr ON pr.product = c.ref
+        LEFT JOIN ({stock}) st ON st.onec_ref = c.ref
+        WHERE c.batch_id = :cb
+    ) m
+    """
+
+
+def _first_choice(ref: str, article: str | None, code: str | None, rule: list[str]) -> str:
+    """What `_candidate_sql` picks as the SKU (no strip, no collision checks): twin of its CASE."""
+    for source in rule:
+        value = article if source == "article" else code
+        if value:
+            return value
+    return ref
 
 
 def build_candidate(db: Database, profile: MappingProfile, *, search_text: SearchTextFn | None = None,
                     ) -> CandidateResult:
-    """Map the latest complete catalogue, prices and stock batches into a new candidate."""
+    """Map the latest complete catalogue, prices and stock batches into a new candidate.
+
+    Set-based (one INSERT … SELECT per table): only the order-dependent SKU collision rule runs
+    in Python, over (ref, article, code), and rewrites the few rows where it differs."""
     with db.read() as conn:
         batches = {k: latest_batch(conn, k) for k in ("catalogue", "prices", "stock")}
     currency = batches["prices"].note.get("currency")
     candidate_id = open_batch(db, "candidate")
     result = CandidateResult(candidate_id, {k: b.id for k, b in batches.items()})
-    rule = profile.products.sku_rule
+    rule = list(profile.products.sku_rule)
     try:
         params = {"cb": batches["catalogue"].id, "pb": batches["prices"].id, "sb": batches["stock"].id,
-                  "tab": "\t", "nl": "\n"}
-        with db.read() as conn:
-            losers = {r for (r,) in conn.execute(text(_DUPLICATE_LOSERS_SQL), {"cb": params["cb"]})}
+                  "cand": candidate_id, "cur": currency, "tab": "\t", "nl": "\n", "us": _US, "nil": _NIL}
+        with db.write() as conn:
             dialect = conn.dialect.name
-            rows = conn.execution_options(yield_per=CHUNK).execute(text(_mapping_sql(dialect)), params)
-            used: set[str] = set()
-            pending: list[tuple[Any, ...]] = []
-            pending_stock: list[tuple[Any, ...]] = []
-            for r in rows:
-                sku = _assign_sku(r, rule, losers, used, result)
-                used.add(sku)
-                detail = _parse_stock_detail(r.stock_detail)
-                stock = float(r.stock or 0.0)
-                active = not r.deletion_mark
-                values = (sku, r.name, r.price, currency, stock, active, r.code, r.article or None,
-                          r.unit_name, r.group_name, None, bool(r.deletion_mark), tuple(detail))
-                row = {
-                    "candidate_id": candidate_id, "onec_ref": r.ref, "sku": sku, "name": r.name or sku,
-                    "price": r.price, "currency": currency, "stock": stock, "is_active": active,
-                    "code": r.code, "article": r.article or None, "unit": r.unit_name,
-                    "group_name": r.group_name, "barcode": None, "deletion_mark": bool(r.deletion_mark),
-                    "data_version": r.data_version, "content_hash": content_hash(values),
-                    "search_text": search_text(name=r.name or sku, sku=sku, article=r.article, code=r.code,
-                                               barcode=None, group_name=r.group_name) if search_text else None,
-                }
-                pending.append(tuple(row[c] for c in _NEXT_COLUMNS))
-                pending_stock.extend((candidate_id, r.ref, w, q) for w, q in detail)
-                result.rows += 1
-                result.active += active
-                result.with_price += r.price is not None
-                result.in_stock += stock > 0
-                if len(pending) >= CHUNK:
-                    _flush(db, pending, pending_stock)
-            _flush(db, pending, pending_stock)
+            conn.execute(text(_STOCK_SQL), params)
+            conn.execute(text(_candidate_sql(dialect, rule, search_text is document.search_text)), params)
+            _apply_sku_rule(conn, params, rule, result)
+            if search_text is not None:
+                _fill_search_text(conn, candidate_id, search_text)
+            counts = conn.execute(text("""
+                SELECT COUNT(*), COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0),
+                       COUNT(price), COALESCE(SUM(CASE WHEN stock > 0 THEN 1 ELSE 0 END), 0)
+                FROM products_next WHERE candidate_id = :cand"""), params).one()
+            result.rows, result.active, result.with_price, result.in_stock = (int(v) for v in counts)
     except BaseException as exc:
         fail_batch(db, candidate_id, f"{type(exc).__name__}: {exc}")
         raise
@@ -166,41 +191,55 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
     return result
 
 
-def _assign_sku(row: Any, rule: list[str], losers: set[str], used: set[str], result: CandidateResult) -> str:
+def _apply_sku_rule(conn: Connection, params: dict[str, Any], rule: list[str], result: CandidateResult) -> None:
+    """Run the sequential SKU rule (in 1C ref order, as before) and fix the rows where its SKU is
+    not the set-based first choice: a duplicate-article loser, a taken SKU, surrounding whitespace."""
+    losers = {r for (r,) in conn.execute(text(_DUPLICATE_LOSERS_SQL), {"cb": params["cb"]})}
+    order = "ref" if conn.dialect.name == "sqlite" else 'ref COLLATE "C"'
+    rows = conn.execute(text(f"SELECT ref, article, code, COALESCE(name, '') = '' FROM raw_catalogue "
+                             f"WHERE batch_id = :cb ORDER BY {order}"), {"cb": params["cb"]}).tuples().all()
+    used: set[str] = set()
+    fixes = []
+    for ref, article, code, no_name in rows:
+        sku = _assign_sku(ref, article, code, rule, losers, used, result)
+        used.add(sku)
+        if sku != _first_choice(ref, article, code, rule):
+            fixes.append({"cand": params["cand"], "ref": ref, "sku": sku, "no_name": bool(no_name)})
+    if fixes:
+        # The signature starts with the SKU; the name is the SKU when 1C has none.
+        conn.execute(text("""
+            UPDATE products_next SET sku = :sku, search_text = NULL,
+                name = CASE WHEN :no_name THEN :sku ELSE name END,
+                content_hash = :sku || substr(content_hash, length(sku) + 1)
+            WHERE candidate_id = :cand AND onec_ref = :ref"""), fixes)
+
+
+def _fill_search_text(conn: Connection, candidate_id: int, search_text: SearchTextFn) -> None:
+    """`search_text` of the rows the SQL left NULL (pieces not precomputed, SKU changed, no name)."""
+    rows = conn.execute(text(
+        "SELECT onec_ref, name, sku, article, code, group_name FROM products_next "
+        "WHERE candidate_id = :c AND search_text IS NULL"), {"c": candidate_id}).all()
+    if rows:
+        conn.execute(text("UPDATE products_next SET search_text = :st WHERE candidate_id = :c AND onec_ref = :ref"), [
+            {"c": candidate_id, "ref": r.onec_ref,
+             "st": search_text(name=r.name, sku=r.sku, article=r.article, code=r.code, barcode=None,
+                               group_name=r.group_name)} for r in rows])
+
+
+def _assign_sku(ref: str, article: str | None, code: str | None, rule: list[str], losers: set[str],
+                used: set[str], result: CandidateResult) -> str:
     """First non-empty, unused value along the SKU rule; the 1C ref as the last resort."""
     for i, source in enumerate(rule):
-        value = (row.article if source == "article" else row.code) or ""
-        value = value.strip()
+        value = ((article if source == "article" else code) or "").strip()
         if not value:
             continue
-        if source == "article" and row.ref in losers:
-            result.note_collision({"ref": row.ref, "article": value, "reason": "duplicate article"})
+        if source == "article" and ref in losers:
+            result.note_collision({"ref": ref, "article": value, "reason": "duplicate article"})
             continue
         if value in used:
-            result.note_collision({"ref": row.ref, source: value, "reason": "sku taken"})
+            result.note_collision({"ref": ref, source: value, "reason": "sku taken"})
             continue
         if i > 0:
             result.sku_fallbacks += 1
         return value
-    return row.ref
-
-
-_NEXT_COLUMNS = [c.name for c in products_next.columns if c.name != "change"]
-_STOCK_COLUMNS = [c.name for c in product_stock_next.columns]
-
-
-def _insert_sql(db: Database, table: str, columns: list[str]) -> str:
-    mark = "?" if db.is_sqlite else "%s"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-
-
-def _flush(db: Database, pending: list[tuple[Any, ...]], pending_stock: list[tuple[Any, ...]]) -> None:
-    """Driver-level executemany of plain tuples: the candidate is written at bulk-load speed."""
-    if not pending:
-        return
-    with db.write() as conn:
-        conn.exec_driver_sql(_insert_sql(db, "products_next", _NEXT_COLUMNS), pending)
-        if pending_stock:
-            conn.exec_driver_sql(_insert_sql(db, "product_stock_next", _STOCK_COLUMNS), pending_stock)
-    pending.clear()
-    pending_stock.clear()
+    return ref

@@ -14,11 +14,13 @@ from typing import Any
 
 from resources.onec.client import OneCClient, empty_to_none, guid_literal
 from resources.onec.errors import OneCBadResponse, OneCConfigError
-from resources.onec.profile import MappingProfile, ReferenceSection
+from resources.onec.profile import MappingProfile, ProductFields, ReferenceSection
 from resources.store.database import Database
 from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock
+from resources.store.search.document import ident_key
+from resources.store.search.normalize import fold
 
-from .staging import complete_batch, fail_batch, insert_rows, open_batch
+from .staging import complete_batch, fail_batch, insert_rows, insert_tuples, open_batch
 
 logger = logging.getLogger("integrations.onec")
 
@@ -97,9 +99,25 @@ def _stage_reference(db: Database, batch_id: int, kind: str, rows: Iterable[dict
     insert_rows(db, raw_reference, [
         {"batch_id": batch_id, "kind": kind, "ref": r["ref"], "code": r.get("code"), "name": r["name"],
          "parent": r.get("parent"), "extra": None if extra_key is None or r.get(extra_key) is None
-         else str(r[extra_key])}
+         else str(r[extra_key]), "folded": fold(r["name"]) if kind == "group" else None}
         for r in rows])
     return rows
+
+
+_CATALOGUE_COLUMNS = ["batch_id", "ref", "data_version", "deletion_mark", "parent", "code", "article", "name", "unit",
+                      "search_name", "article_key", "code_key"]
+
+
+def _catalogue_row(batch_id: int, item: dict[str, Any], f: ProductFields, es: str) -> tuple[Any, ...]:
+    """One staged product (in `_CATALOGUE_COLUMNS` order), with its search pieces: computed here,
+    page by page, so the candidate step needs no per-row Python work after the last page."""
+    code = str(_field(item, f.code, es) or "").strip()
+    article = str(item.get(f.article) or "").strip()
+    name = " ".join(str(_field(item, f.name, es) or "").split())
+    return (batch_id, _field(item, f.ref, es), item.get(f.data_version), bool(_field(item, f.deletion_mark, es)),
+            empty_to_none(item.get(f.parent)), code, article, name,
+            empty_to_none(item.get(f.unit)) if f.unit else None,
+            fold(name), ident_key(article).lower(), ident_key(code).lower())
 
 
 def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database, page_size: int) -> ExtractResult:
@@ -123,17 +141,7 @@ def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database,
         for page in client.iter_pages(section.entity_set, page_size=page_size, select=select,
                                       filter_=f"{f.is_folder} eq false"):
             es = section.entity_set
-            insert_rows(db, raw_catalogue, [{
-                "batch_id": batch_id,
-                "ref": _field(item, f.ref, es),
-                "data_version": item.get(f.data_version),
-                "deletion_mark": bool(_field(item, f.deletion_mark, es)),
-                "parent": empty_to_none(item.get(f.parent)),
-                "code": str(_field(item, f.code, es) or "").strip(),
-                "article": str(item.get(f.article) or "").strip(),
-                "name": " ".join(str(_field(item, f.name, es) or "").split()),
-                "unit": empty_to_none(item.get(f.unit)) if f.unit else None,
-            } for item in page])
+            insert_tuples(db, raw_catalogue, _CATALOGUE_COLUMNS, [_catalogue_row(batch_id, item, f, es) for item in page])
             rows += len(page)
             pages += 1
         return ExtractResult("catalogue", batch_id, rows, pages, note={"profile": profile.profile})
@@ -175,13 +183,13 @@ def extract_prices(client: OneCClient, profile: MappingProfile, db: Database, pr
         for page in client.iter_pages(section.register_name, page_size=page_size, select=select, path=path,
                                       orderby=",".join(select[:1] + select[2:])):
             es = section.register_name
-            insert_rows(db, raw_prices, [{
-                "batch_id": batch_id,
-                "product": _field(item, f.product, es),
-                "package": empty_to_none(item.get(f.package)) if f.package else None,
-                "characteristic": empty_to_none(item.get(f.characteristic)) if f.characteristic else None,
-                "price": float(_field(item, f.price, es) or 0),
-            } for item in page])
+            insert_tuples(db, raw_prices, ["batch_id", "product", "package", "characteristic", "price"], [(
+                batch_id,
+                _field(item, f.product, es),
+                empty_to_none(item.get(f.package)) if f.package else None,
+                empty_to_none(item.get(f.characteristic)) if f.characteristic else None,
+                float(_field(item, f.price, es) or 0),
+            ) for item in page])
             rows += len(page)
             pages += 1
         return ExtractResult("prices", batch_id, rows, pages,
@@ -220,14 +228,13 @@ def extract_stock(client: OneCClient, profile: MappingProfile, db: Database, war
                                       select=[f.product, f.warehouse, f.quantity],
                                       orderby=f"{f.product},{f.warehouse}"):
             es = section.register_name
-            batch = []
+            batch: list[tuple[Any, ...]] = []
             for item in page:
                 wh = _field(item, f.warehouse, es)
                 if included is not None and wh not in included:
                     continue
-                batch.append({"batch_id": batch_id, "product": _field(item, f.product, es), "warehouse": wh,
-                              "quantity": float(_field(item, f.quantity, es) or 0)})
-            insert_rows(db, raw_stock, batch)
+                batch.append((batch_id, _field(item, f.product, es), wh, float(_field(item, f.quantity, es) or 0)))
+            insert_tuples(db, raw_stock, ["batch_id", "product", "warehouse", "quantity"], batch)
             rows += len(batch)
             pages += 1
         return ExtractResult("stock", batch_id, rows, pages,

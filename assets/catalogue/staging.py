@@ -64,6 +64,16 @@ def insert_rows(db: Database, table: Table, rows: list[dict[str, Any]]) -> None:
             conn.execute(insert(table), rows)
 
 
+def insert_tuples(db: Database, table: Table, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """Driver-level executemany of plain tuples: extract pages are staged at bulk-load speed
+    (SQLAlchemy's per-row dict handling cost more than the fetch of a page)."""
+    if rows:
+        mark = "?" if db.is_sqlite else "%s"
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+        with db.write() as conn:
+            conn.exec_driver_sql(sql, rows)
+
+
 def complete_batch(db: Database, batch_id: int, row_count: int, note: dict[str, Any] | None = None) -> BatchInfo:
     with db.write() as conn:
         conn.execute(update(extract_batches).where(extract_batches.c.id == batch_id).values(

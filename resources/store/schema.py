@@ -42,7 +42,7 @@ products = Table(
     Column("barcode", String(64), nullable=True),
     Column("deletion_mark", Boolean, nullable=False, default=False),
     Column("data_version", String(64), nullable=True),
-    Column("content_hash", String(32), nullable=False),
+    Column("content_hash", Text, nullable=False),  # a content signature (see candidate.py)
     Column("updated_at", DateTime, nullable=False),
 )
 
@@ -79,6 +79,11 @@ raw_catalogue = Table(
     Column("article", String(128), nullable=True),
     Column("name", Text, nullable=True),
     Column("unit", String(36), nullable=True),
+    # Search pieces computed at extract time (while the client waits for 1C), so the candidate
+    # is one set-based statement: fold(name), ident_key(article/code).lower(). NULL: not computed.
+    Column("search_name", Text, nullable=True),
+    Column("article_key", Text, nullable=True),
+    Column("code_key", Text, nullable=True),
     Index("ix_raw_catalogue_batch_ref", "batch_id", "ref"),
 )
 
@@ -115,6 +120,7 @@ raw_reference = Table(
     Column("name", Text, nullable=True),
     Column("parent", String(36), nullable=True),
     Column("extra", Text, nullable=True),
+    Column("folded", Text, nullable=True),  # fold(name) of a group, for search_text; NULL: not computed
     Index("ix_raw_reference_batch_kind", "batch_id", "kind", "ref"),
 )
 
@@ -137,7 +143,7 @@ products_next = Table(
     Column("barcode", String(64), nullable=True),
     Column("deletion_mark", Boolean, nullable=False),
     Column("data_version", String(64), nullable=True),
-    Column("content_hash", String(32), nullable=False),
+    Column("content_hash", Text, nullable=False),  # a content signature (see candidate.py)
     Column("search_text", Text, nullable=True),
     Column("change", String(8), nullable=True),  # insert | update | same, set at publish
     Index("ix_products_next_sku", "candidate_id", "sku"),

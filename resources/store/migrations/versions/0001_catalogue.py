@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("barcode", sa.String(64)),
         sa.Column("deletion_mark", sa.Boolean, nullable=False),
         sa.Column("data_version", sa.String(64)),
-        sa.Column("content_hash", sa.String(32), nullable=False),
+        sa.Column("content_hash", sa.Text, nullable=False),
         sa.Column("updated_at", sa.DateTime, nullable=False),
     )
     op.create_index("ix_products_active", "products", ["is_active"])
@@ -64,6 +64,9 @@ def upgrade() -> None:
         sa.Column("article", sa.String(128)),
         sa.Column("name", sa.Text),
         sa.Column("unit", sa.String(36)),
+        sa.Column("search_name", sa.Text),
+        sa.Column("article_key", sa.Text),
+        sa.Column("code_key", sa.Text),
     )
     op.create_index("ix_raw_catalogue_batch_ref", "raw_catalogue", ["batch_id", "ref"])
     op.create_table(
@@ -92,6 +95,7 @@ def upgrade() -> None:
         sa.Column("name", sa.Text),
         sa.Column("parent", sa.String(36)),
         sa.Column("extra", sa.Text),
+        sa.Column("folded", sa.Text),
     )
     op.create_index("ix_raw_reference_batch_kind", "raw_reference", ["batch_id", "kind", "ref"])
     op.create_table(
@@ -111,7 +115,7 @@ def upgrade() -> None:
         sa.Column("barcode", sa.String(64)),
         sa.Column("deletion_mark", sa.Boolean, nullable=False),
         sa.Column("data_version", sa.String(64)),
-        sa.Column("content_hash", sa.String(32), nullable=False),
+        sa.Column("content_hash", sa.Text, nullable=False),
         sa.Column("search_text", sa.Text),
         sa.Column("change", sa.String(8)),
     )
