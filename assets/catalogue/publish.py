@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, inspect, text, update
+from sqlalchemy import Connection, insert, inspect, text, update
 
 from resources.store.database import Database
 from resources.store.schema import sync_runs
+from resources.store.search.sqlite import rebuild_index
 
 from .checks import check_shrink_guard
 from .staging import utcnow
@@ -26,6 +27,9 @@ logger = logging.getLogger("integrations.onec")
 _PUBLISHED_COLUMNS = ["sku", "name", "price", "currency", "stock", "is_active", "onec_ref", "code", "article",
                       "unit", "group_name", "barcode", "deletion_mark", "data_version", "content_hash"]
 VANISHED_HASH = "vanished"
+# Bulk path (SQLite): when at least this many rows, and at least half of `products`, are written,
+# the per-row search triggers are dropped for the transaction and the index is rebuilt once.
+BULK_MIN_ROWS = 5000
 
 
 class ShrinkGuardError(RuntimeError):
@@ -85,6 +89,7 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 SELECT COUNT(*) FROM products_next n JOIN products p ON p.onec_ref = n.onec_ref
                 WHERE n.candidate_id = :c AND p.is_active AND NOT n.is_active"""), c).scalar_one()
             result.updated = counts.get("update", 0) - became_inactive
+            triggers = _suspend_search_triggers(conn, result.inserted + counts.get("update", 0))
             # A product whose SKU changed, or a SKU that moved to another 1C product: drop the old row
             # so the upsert below can take the key (stock rows go with it by the foreign key).
             conn.execute(text("""
@@ -118,6 +123,10 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 DELETE FROM product_stock WHERE sku IN (SELECT sku FROM products WHERE content_hash = '{VANISHED_HASH}')
             """))
             result.deactivated = became_inactive + (vanished.rowcount or 0)
+            if triggers:
+                rebuild_index(conn, recompute_text=False)
+                for ddl in triggers:
+                    conn.exec_driver_sql(ddl)
             # Confirmation time of every row this sync saw; content columns stay untouched.
             conn.execute(text("""
                 UPDATE products SET synced_at = :now WHERE synced_at <> :now AND onec_ref IN (
@@ -138,6 +147,25 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
     logger.info("published candidate %d: +%d ~%d -%d =%d in %.2fs", candidate_id, result.inserted,
                 result.updated, result.deactivated, result.unchanged, result.seconds)
     return result
+
+
+def _suspend_search_triggers(conn: Connection, written: int) -> list[str]:
+    """Drop the FTS triggers of migration 0002 before a large write and return their DDL.
+
+    Per-row index upkeep costs more than one rebuild when most of the table changes (a first
+    load). SQLite DDL is transactional: readers see the old index or the new one, and a failed
+    publish rolls the drop back with everything else. Returns [] (nothing dropped) otherwise."""
+    if conn.dialect.name != "sqlite" or written < BULK_MIN_ROWS:
+        return []
+    existing = conn.execute(text("SELECT COUNT(*) FROM products")).scalar_one()
+    if written * 2 < existing:
+        return []
+    rows = conn.execute(text(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'products' "
+        "AND name LIKE 'products\\_search\\_%' ESCAPE '\\' ORDER BY name")).all()
+    for name, _ in rows:
+        conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    return [sql for _, sql in rows]
 
 
 def _start_run(db: Database, source: str, now: datetime) -> int:

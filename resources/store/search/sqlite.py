@@ -131,11 +131,13 @@ _REFILL = (
     FROM products WHERE is_active
     """,
     "INSERT INTO products_fts (products_fts) VALUES ('rebuild')",
+    # An empty key becomes NULL, which OR IGNORE skips (ident is NOT NULL): the key expression
+    # is evaluated once per row instead of twice.
     *(
         f"""
         INSERT OR IGNORE INTO product_idents (ident, kind, sku)
-        SELECT {_sql_ident(col)}, '{col}', sku FROM products
-        WHERE is_active AND {col} IS NOT NULL AND {_sql_ident(col)} <> ''
+        SELECT NULLIF({_sql_ident(col)}, ''), '{col}', sku FROM products
+        WHERE is_active AND {col} IS NOT NULL
         """
         for col in ("sku", "barcode", "article", "code")
     ),
