@@ -200,7 +200,12 @@ def _apply_sku_rule(conn: Connection, params: dict[str, Any], rule: list[str], r
                              f"WHERE batch_id = :cb ORDER BY {order}"), {"cb": params["cb"]}).tuples().all()
     used: set[str] = set()
     fixes = []
+    first_is_article = rule[0] == "article"
     for ref, article, code, no_name in rows:
+        value = article if first_is_article else code
+        if value and value not in used and value == value.strip() and not (first_is_article and ref in losers):
+            used.add(value)  # the common case, inlined: the first source wins, as the SQL took it
+            continue
         sku = _assign_sku(ref, article, code, rule, losers, used, result)
         used.add(sku)
         if sku != _first_choice(ref, article, code, rule):
