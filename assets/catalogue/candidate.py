@@ -196,8 +196,10 @@ def _apply_sku_rule(conn: Connection, params: dict[str, Any], rule: list[str], r
     not the set-based first choice: a duplicate-article loser, a taken SKU, surrounding whitespace."""
     losers = {r for (r,) in conn.execute(text(_DUPLICATE_LOSERS_SQL), {"cb": params["cb"]})}
     order = "ref" if conn.dialect.name == "sqlite" else 'ref COLLATE "C"'
-    rows = conn.execute(text(f"SELECT ref, article, code, COALESCE(name, '') = '' FROM raw_catalogue "
-                             f"WHERE batch_id = :cb ORDER BY {order}"), {"cb": params["cb"]}).tuples().all()
+    # Streamed, not fetched whole: at 1M products the list alone would cost ~300 MB of RSS.
+    rows = conn.execution_options(yield_per=5000).execute(text(
+        f"SELECT ref, article, code, COALESCE(name, '') = '' FROM raw_catalogue "
+        f"WHERE batch_id = :cb ORDER BY {order}"), {"cb": params["cb"]}).tuples()
     used: set[str] = set()
     fixes = []
     first_is_article = rule[0] == "article"
