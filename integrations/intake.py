@@ -162,7 +162,12 @@ class OrderIn(_In):
     @field_validator("conversation_id", "order_id", "idempotency_key", mode="before")
     @classmethod
     def _ids(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _id_text(value)
+
+
+def _id_text(value: Any) -> Any:
+    """Bot-side ids may arrive as ints; the outbox keys are strings (a bool is not an id)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _transcript_text(value: Any) -> str | None:
@@ -204,7 +209,7 @@ class LeadIn(_In):
     @field_validator("conversation_id", "lead_id", "idempotency_key", mode="before")
     @classmethod
     def _ids(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _id_text(value)
 
 
 class ActivityIn(_In):
@@ -225,7 +230,7 @@ class ActivityIn(_In):
     @field_validator("conversation_id", "activity_id", mode="before")
     @classmethod
     def _ids(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _id_text(value)
 
     @model_validator(mode="after")
     def _something_to_log(self) -> ActivityIn:
