@@ -99,7 +99,9 @@ class OneCClient:
             auth=httpx.BasicAuth(self.username, self.password),  # httpx encodes str as UTF-8
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             headers={"Accept": "application/json", "User-Agent": "zeta-sync/0.1"},
-            limits=httpx.Limits(max_connections=max(4, self.prefetch + 1), max_keepalive_connections=8),
+            # room for three concurrent extracts, each with `prefetch` pages in flight
+            limits=httpx.Limits(max_connections=max(4, 3 * (self.prefetch + 1)),
+                                max_keepalive_connections=max(8, 3 * (self.prefetch + 1))),
             follow_redirects=False,
             transport=self.transport,
         )
