@@ -6,9 +6,10 @@ benchmark call this.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from resources.onec.client import OneCClient
 from resources.onec.profile import MappingProfile
@@ -43,6 +44,7 @@ class SyncResult:
     candidate: CandidateResult
     checks: list[CheckOutcome]
     publish: PublishResult
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
 
 
 def search_text_function():  # noqa: ANN201 - optional feature
@@ -84,12 +86,18 @@ def run_extracts(client: OneCClient, profile: MappingProfile, db: Database,
 
 def run_catalogue_sync(client: OneCClient, profile: MappingProfile, db: Database,
                        options: SyncOptions) -> SyncResult:
+    stages: dict[str, float] = {}
+    started = time.perf_counter()
     extracts = run_extracts(client, profile, db, options)
+    stages["extract"] = time.perf_counter() - started
     candidate = build_candidate(db, profile, search_text=search_text_function())
+    stages["candidate"] = time.perf_counter() - started - stages["extract"]
     checks = run_candidate_checks(db, candidate.candidate_id, options.max_active_drop)
+    stages["checks"] = time.perf_counter() - started - stages["extract"] - stages["candidate"]
     failed = [c for c in checks if not c.passed]
     if failed:
         raise CandidateCheckError("; ".join(c.description for c in failed))
     publish = publish_candidate(db, candidate.candidate_id, max_active_drop=options.max_active_drop,
                                 sample_size=options.sample_size)
-    return SyncResult(extracts, candidate, checks, publish)
+    stages["publish"] = publish.seconds
+    return SyncResult(extracts, candidate, checks, publish, stages)
