@@ -102,6 +102,7 @@ class OneCIntegration(Integration):
         self.price_type = price_type or base.price_type
         self.warehouses = list(base.warehouses if warehouses is None else warehouses)
         self.page_size = page_size or base.page_size
+        self.concurrent_extracts = base.concurrent_extracts
         self.timeout_seconds = timeout_seconds or base.timeout_seconds
         self.max_retries = base.max_retries if max_retries is None else max_retries
         self.server_timezone = server_timezone or base.server_timezone
@@ -215,7 +216,8 @@ class OneCIntegration(Integration):
             self.logger.info("Product sync started")
             options = SyncOptions(price_type=self.price_type, warehouses=tuple(self.warehouses),
                                   page_size=self.page_size, max_active_drop=self.max_active_drop,
-                                  sample_size=self.sample_size)
+                                  sample_size=self.sample_size,
+                                  concurrent_extracts=self.concurrent_extracts)
             result = run_catalogue_sync(self.client(), self.profile(), self.database(), options)
         except EXPECTED_SYNC_ERRORS as exc:
             message = self._failed("1C product sync failed", exc)

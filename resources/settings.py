@@ -45,6 +45,7 @@ class OneCSettings(_Strict):
     price_type: str = "Розничная"
     warehouses: list[str] = Field(default_factory=list)
     page_size: int = Field(1000, ge=1, le=100_000)
+    concurrent_extracts: bool = True  # catalogue, prices and stock read side by side
     timeout_seconds: float = Field(30.0, gt=0)
     max_retries: int = Field(5, ge=0, le=20)
     server_timezone: str = "Asia/Almaty"
