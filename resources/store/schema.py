@@ -152,11 +152,11 @@ products_next = Table(
 product_stock_next = Table(
     "product_stock_next",
     metadata,
-    Column("candidate_id", Integer, nullable=False),
-    Column("onec_ref", String(36), nullable=False),
-    Column("warehouse", String(255), nullable=False),
+    Column("candidate_id", Integer, primary_key=True),
+    Column("onec_ref", String(36), primary_key=True),
+    Column("warehouse", String(255), primary_key=True),
     Column("quantity", Float, nullable=False),
-    Index("ix_product_stock_next_ref", "candidate_id", "onec_ref"),
+    sqlite_with_rowid=False,  # migration 0004: one clustered B-tree, read back in key order
 )
 
 sync_runs = Table(
