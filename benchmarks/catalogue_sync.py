@@ -25,15 +25,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from assets.catalogue.extract import resolve_price_type
+from assets.catalogue.extract import (
+    group_pages,
+    price_pages,
+    product_pages,
+    reference_pages,
+    resolve_price_type,
+    stock_pages,
+)
 from assets.catalogue.sync import SyncOptions, run_catalogue_sync
-from resources.onec.client import OneCClient, guid_literal
-from resources.onec.profile import load_profile
+from resources.onec.client import OneCClient
+from resources.onec.profile import MappingProfile, load_profile
 from resources.store.database import Database
 from simulators.serving import ProcessServer
 
@@ -45,48 +54,24 @@ def client_for(url: str, password: str) -> OneCClient:
     return OneCClient(f"{url}/zeta", USER, password, timeout=120)
 
 
-def _floor_catalogue(client: OneCClient) -> int:
-    profile = load_profile("ut11")
-    f = profile.products.fields
-    rows = 0
+def _pages(pages: Iterator[list[dict[str, Any]]]) -> int:
+    return sum(len(page) for page in pages)
+
+
+def _floor_catalogue(client: OneCClient, profile: MappingProfile) -> int:
     client.check_entity_sets(profile.entity_sets())
-    for page in client.iter_pages(profile.products.entity_set, page_size=PAGE, select=[f.ref, f.name, f.parent],
-                                  filter_=f"{f.is_folder} eq true"):
-        rows += len(page)
-    for page in client.iter_pages(profile.units.entity_set, page_size=PAGE):
-        rows += len(page)
-    select = [f.ref, f.data_version, f.deletion_mark, f.parent, f.code, f.article, f.name, f.unit]
-    for page in client.iter_pages(profile.products.entity_set, page_size=PAGE, select=select,
-                                  filter_=f"{f.is_folder} eq false"):
-        rows += len(page)
-    return rows
+    return (_pages(group_pages(client, profile, PAGE)) + _pages(reference_pages(client, profile.units, PAGE))
+            + _pages(product_pages(client, profile, PAGE)))
 
 
-def _floor_prices(client: OneCClient) -> int:
-    profile = load_profile("ut11")
-    rows = sum(len(page) for page in client.iter_pages(profile.currencies.entity_set, page_size=PAGE))
+def _floor_prices(client: OneCClient, profile: MappingProfile) -> int:
+    rows = _pages(reference_pages(client, profile.currencies, PAGE))
     ptype = resolve_price_type(client, profile, "Розничная", PAGE)
-    pf = profile.prices.fields
-    path = client.virtual_table_path(profile.prices.register_name, "SliceLast", Period=client.server_now(),
-                                     Condition=f"'{pf.price_type} eq {guid_literal(ptype['ref'])}'")
-    psel = [pf.product, pf.price, pf.package, pf.characteristic]
-    for page in client.iter_pages(profile.prices.register_name, page_size=PAGE, select=psel, path=path,
-                                  orderby=",".join(psel[:1] + psel[2:])):
-        rows += len(page)
-    return rows
+    return rows + _pages(price_pages(client, profile, ptype["ref"], PAGE))
 
 
-def _floor_stock(client: OneCClient) -> int:
-    profile = load_profile("ut11")
-    rows = sum(len(page) for page in client.iter_pages(profile.warehouses.entity_set, page_size=PAGE))
-    sf = profile.stock.fields
-    path = client.virtual_table_path(profile.stock.register_name, "Balance", Period=client.server_now(),
-                                     Dimensions="'" + ",".join(profile.stock.dimensions) + "'")
-    for page in client.iter_pages(profile.stock.register_name, page_size=PAGE, path=path,
-                                  select=[sf.product, sf.warehouse, sf.quantity],
-                                  orderby=f"{sf.product},{sf.warehouse}"):
-        rows += len(page)
-    return rows
+def _floor_stock(client: OneCClient, profile: MappingProfile) -> int:
+    return _pages(reference_pages(client, profile.warehouses, PAGE)) + _pages(stock_pages(client, profile, PAGE))
 
 
 def fetch_floor(url: str, password: str, *, concurrent: bool = False) -> tuple[float, int]:
@@ -94,13 +79,14 @@ def fetch_floor(url: str, password: str, *, concurrent: bool = False) -> tuple[f
 
     `concurrent` fetches the three sections side by side, as the sync does."""
     sections = (_floor_catalogue, _floor_prices, _floor_stock)
+    profile = load_profile("ut11")
     started = time.perf_counter()
     with client_for(url, password) as client:
         if concurrent:
             with ThreadPoolExecutor(max_workers=len(sections)) as pool:
-                rows = sum(pool.map(lambda section: section(client), sections))
+                rows = sum(pool.map(lambda section: section(client, profile), sections))
         else:
-            rows = sum(section(client) for section in sections)
+            rows = sum(section(client, profile) for section in sections)
     return time.perf_counter() - started, rows
 
 

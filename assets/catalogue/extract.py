@@ -77,11 +77,54 @@ def _staged(db: Database, kind: str, work: Callable[[int], ExtractResult]) -> Ex
     return result
 
 
-def _reference_rows(client: OneCClient, section: ReferenceSection, page_size: int, *,
-                    filter_: str | None = None) -> Iterator[dict[str, Any]]:
+# The pages each extract reads, as requests only: the benchmark's fetch-only floor reads exactly these.
+
+def reference_pages(client: OneCClient, section: ReferenceSection, page_size: int) -> Iterator[list[dict[str, Any]]]:
     f = section.fields
     select = [f.ref, f.name] + [x for x in (f.code, f.ratio, f.currency, f.deletion_mark) if x]
-    for page in client.iter_pages(section.entity_set, page_size=page_size, select=select, filter_=filter_):
+    return client.iter_pages(section.entity_set, page_size=page_size, select=select)
+
+
+def group_pages(client: OneCClient, profile: MappingProfile, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    f = profile.products.fields
+    return client.iter_pages(profile.products.entity_set, page_size=page_size, select=[f.ref, f.name, f.parent],
+                             filter_=f"{f.is_folder} eq true")
+
+
+def product_pages(client: OneCClient, profile: MappingProfile, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    f = profile.products.fields
+    select = [f.ref, f.data_version, f.deletion_mark, f.parent, f.code, f.article, f.name]
+    if f.unit:
+        select.append(f.unit)
+    return client.iter_pages(profile.products.entity_set, page_size=page_size, select=select,
+                             filter_=f"{f.is_folder} eq false")
+
+
+def price_pages(client: OneCClient, profile: MappingProfile, price_type_ref: str,
+                page_size: int) -> Iterator[list[dict[str, Any]]]:
+    """`SliceLast` of one price type as of now (server time zone)."""
+    section = profile.prices
+    f = section.fields
+    path = client.virtual_table_path(section.register_name, section.function, Period=client.server_now(),
+                                     Condition=f"'{f.price_type} eq {guid_literal(price_type_ref)}'")
+    select = [f.product, f.price] + [x for x in (f.package, f.characteristic) if x]
+    return client.iter_pages(section.register_name, page_size=page_size, select=select, path=path,
+                             orderby=",".join(select[:1] + select[2:]))
+
+
+def stock_pages(client: OneCClient, profile: MappingProfile, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    """One `Balance` as of now over the profile's dimensions."""
+    section = profile.stock
+    f = section.fields
+    path = client.virtual_table_path(section.register_name, section.function, Period=client.server_now(),
+                                     Dimensions="'" + ",".join(section.dimensions) + "'")
+    return client.iter_pages(section.register_name, page_size=page_size, path=path,
+                             select=[f.product, f.warehouse, f.quantity], orderby=f"{f.product},{f.warehouse}")
+
+
+def _reference_rows(client: OneCClient, section: ReferenceSection, page_size: int) -> Iterator[dict[str, Any]]:
+    f = section.fields
+    for page in reference_pages(client, section, page_size):
         for item in page:
             yield {
                 "ref": _field(item, f.ref, section.entity_set),
@@ -127,20 +170,14 @@ def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database,
     client.check_entity_sets(profile.entity_sets())
 
     def work(batch_id: int) -> ExtractResult:
-        groups = client.iter_pages(section.entity_set, page_size=page_size, select=[f.ref, f.name, f.parent],
-                                   filter_=f"{f.is_folder} eq true")
         _stage_reference(db, batch_id, "group", (
             {"ref": g[f.ref], "name": (g.get(f.name) or "").strip(), "parent": empty_to_none(g.get(f.parent))}
-            for page in groups for g in page))
+            for page in group_pages(client, profile, page_size) for g in page))
         if profile.units:
             _stage_reference(db, batch_id, "unit", _reference_rows(client, profile.units, page_size), "ratio")
-        select = [f.ref, f.data_version, f.deletion_mark, f.parent, f.code, f.article, f.name]
-        if f.unit:
-            select.append(f.unit)
         rows = pages = 0
-        for page in client.iter_pages(section.entity_set, page_size=page_size, select=select,
-                                      filter_=f"{f.is_folder} eq false"):
-            es = section.entity_set
+        es = section.entity_set
+        for page in product_pages(client, profile, page_size):
             insert_tuples(db, raw_catalogue, _CATALOGUE_COLUMNS, [_catalogue_row(batch_id, item, f, es) for item in page])
             rows += len(page)
             pages += 1
@@ -175,14 +212,9 @@ def extract_prices(client: OneCClient, profile: MappingProfile, db: Database, pr
         if cur and letters is None:
             logger.warning("1C currency %r (code %r) has no ISO 4217 mapping", cur["name"], cur["code"])
         _stage_reference(db, batch_id, "price_type", [{**ptype, "code": letters}])
-        path = client.virtual_table_path(
-            section.register_name, section.function, Period=client.server_now(),
-            Condition=f"'{f.price_type} eq {guid_literal(ptype['ref'])}'")
-        select = [f.product, f.price] + [x for x in (f.package, f.characteristic) if x]
         rows = pages = 0
-        for page in client.iter_pages(section.register_name, page_size=page_size, select=select, path=path,
-                                      orderby=",".join(select[:1] + select[2:])):
-            es = section.register_name
+        es = section.register_name
+        for page in price_pages(client, profile, ptype["ref"], page_size):
             insert_tuples(db, raw_prices, ["batch_id", "product", "package", "characteristic", "price"], [(
                 batch_id,
                 _field(item, f.product, es),
@@ -221,13 +253,9 @@ def extract_stock(client: OneCClient, profile: MappingProfile, db: Database, war
         all_wh = _stage_reference(db, batch_id, "warehouse",
                                   _reference_rows(client, profile.warehouses, page_size))
         included = resolve_warehouses(all_wh, warehouses, profile.warehouses.entity_set)
-        path = client.virtual_table_path(section.register_name, section.function, Period=client.server_now(),
-                                         Dimensions="'" + ",".join(section.dimensions) + "'")
         rows = pages = 0
-        for page in client.iter_pages(section.register_name, page_size=page_size, path=path,
-                                      select=[f.product, f.warehouse, f.quantity],
-                                      orderby=f"{f.product},{f.warehouse}"):
-            es = section.register_name
+        es = section.register_name
+        for page in stock_pages(client, profile, page_size):
             batch: list[tuple[Any, ...]] = []
             for item in page:
                 wh = _field(item, f.warehouse, es)

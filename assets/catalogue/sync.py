@@ -86,14 +86,13 @@ def run_extracts(client: OneCClient, profile: MappingProfile, db: Database,
 
 def run_catalogue_sync(client: OneCClient, profile: MappingProfile, db: Database,
                        options: SyncOptions) -> SyncResult:
-    stages: dict[str, float] = {}
-    started = time.perf_counter()
+    t0 = time.perf_counter()
     extracts = run_extracts(client, profile, db, options)
-    stages["extract"] = time.perf_counter() - started
+    t1 = time.perf_counter()
     candidate = build_candidate(db, profile, search_text=search_text_function())
-    stages["candidate"] = time.perf_counter() - started - stages["extract"]
+    t2 = time.perf_counter()
     checks = run_candidate_checks(db, candidate.candidate_id, options.max_active_drop)
-    stages["checks"] = time.perf_counter() - started - stages["extract"] - stages["candidate"]
+    stages = {"extract": t1 - t0, "candidate": t2 - t1, "checks": time.perf_counter() - t2}
     failed = [c for c in checks if not c.passed]
     if failed:
         raise CandidateCheckError("; ".join(c.description for c in failed))
