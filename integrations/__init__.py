@@ -9,11 +9,10 @@ orchestrates them. Every public method answers a structured dict
 from __future__ import annotations
 
 import logging
-import re
 from abc import ABC, abstractmethod
 from typing import Any
 
-_SECRET_KEY = re.compile(r"pass|secret|token|key|webhook|auth", re.IGNORECASE)
+from .secrets import is_secret_key
 
 
 class Integration(ABC):
@@ -62,7 +61,7 @@ class Integration(ABC):
         return None
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={'***' if _SECRET_KEY.search(k) else v!r}" for k, v in self.config.items())
+        shown = ", ".join(f"{k}={'***' if is_secret_key(k) else v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({shown})"
 
 

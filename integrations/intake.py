@@ -31,6 +31,8 @@ from resources.store import outbox
 from resources.store.database import Database
 from resources.store.schema import products
 
+from .results import failure
+
 logger = logging.getLogger("integrations.intake")
 
 MAX_LINES = 200
@@ -269,13 +271,9 @@ def _fingerprint(data: Any) -> str:
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
-def _failure(error: str, **fields: Any) -> dict[str, Any]:
-    return {"success": False, "error": error, **fields}
-
-
 def _not_a_mapping(what: str, value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
-        return _failure(f"{what} must be an object (a dict), got {type(value).__name__}")
+        return failure(f"{what} must be an object (a dict), got {type(value).__name__}")
     return None
 
 
@@ -302,7 +300,7 @@ def submit_order(db: Database, order_data: Any, *, source: str = "bot", check_pr
     try:
         order = OrderIn.model_validate(order_data)
     except ValidationError as exc:
-        return _failure(_describe(exc))
+        return failure(_describe(exc))
 
     skus = sorted({line.sku for line in order.products})
     with db.read() as conn:
@@ -335,10 +333,10 @@ def submit_order(db: Database, order_data: Any, *, source: str = "bot", check_pr
                       "quantity": line.quantity, "price": line.price,
                       "amount": round(line.quantity * line.price, 2)})
     if errors:
-        return _failure("; ".join(errors))
+        return failure("; ".join(errors))
     computed = round(sum(li["amount"] for li in lines), 2)
     if order.total is not None and abs(order.total - computed) > TOLERANCE:
-        return _failure(f"total: {order.total:g} does not equal the sum of quantity × price over products "
+        return failure(f"total: {order.total:g} does not equal the sum of quantity × price over products "
                         f"({computed:g})")
 
     request = order.model_dump(mode="json", exclude_none=True)
@@ -362,7 +360,7 @@ def submit_order(db: Database, order_data: Any, *, source: str = "bot", check_pr
                                       fingerprint=_fingerprint(request), conversation_id=order.conversation_id,
                                       phone=order.customer.phone)
     except outbox.DuplicateKeyConflict as exc:
-        return _failure(f"order_id: {key!r} was already used for order {exc.existing.id} with different data")
+        return failure(f"order_id: {key!r} was already used for order {exc.existing.id} with different data")
     if created:
         logger.info("order %s queued: %d line(s), total %s, source %s", row.id, len(lines), computed, source)
     else:
@@ -378,7 +376,7 @@ def submit_lead(db: Database, lead_data: Any) -> dict[str, Any]:
     try:
         lead = LeadIn.model_validate(lead_data)
     except ValidationError as exc:
-        return _failure(_describe(exc))
+        return failure(_describe(exc))
     key = lead.idempotency_key or lead.lead_id
     dedup_key = f"lead:{key}" if key else (f"lead:conv:{lead.conversation_id}" if lead.conversation_id else None)
     payload = {
@@ -408,11 +406,11 @@ def log_activity(db: Database, activity_data: Any) -> dict[str, Any]:
     try:
         activity = ActivityIn.model_validate(activity_data)
     except ValidationError as exc:
-        return _failure(_describe(exc))
+        return failure(_describe(exc))
     for field_name in ("lead_id", "order_id"):
         ref = getattr(activity, field_name)
         if ref and outbox.get(db, ref) is None:
-            return _failure(f"{field_name}: no lead or order {ref!r} in the outbox")
+            return failure(f"{field_name}: no lead or order {ref!r} in the outbox")
     phone = activity.customer.phone if activity.customer else None
     text = {"summary": activity.summary, "transcript": activity.transcript}
     key = activity.activity_id
@@ -438,7 +436,7 @@ def get_outbox_status(db: Database, row_id: str) -> dict[str, Any]:
     external ids delivered so far (1C number, Bitrix24 deal/lead ids)."""
     row = outbox.get(db, row_id)
     if row is None:
-        return _failure(f"id: nothing with id {row_id!r} in the outbox")
+        return failure(f"id: nothing with id {row_id!r} in the outbox")
     return {"success": True, "id": row.id, "kind": row.kind, "status": BOT_STATUS.get(row.status, row.status),
             "outbox_status": row.status, "attempts": row.attempts, "last_error": row.last_error,
             **{k: v for k, v in row.external_ids().items() if v not in (None, False)}}

@@ -19,13 +19,12 @@ from typing import Any
 
 from . import Integration
 from .results import failure, iso_utc, utcnow
-from .secrets import Redactor
+from .secrets import Redactor, is_secret_key
 
 logger = logging.getLogger("integrations.manager")
 
 #: Keys every availability answer carries, so `info["quantity"]` never raises in bot code.
 AVAILABILITY_KEYS = ("available", "quantity", "price", "currency", "synced_at", "stale", "age_seconds", "source")
-_SECRET_HINTS = ("pass", "secret", "token", "key", "webhook", "auth")
 
 
 @dataclass
@@ -43,7 +42,7 @@ def _redactor(integration: Integration) -> Callable[[object], str]:
     if callable(own):
         return own
     config = getattr(integration, "config", None) or {}
-    return Redactor(str(v) for k, v in config.items() if any(h in k.lower() for h in _SECRET_HINTS) and v)
+    return Redactor(str(v) for k, v in config.items() if is_secret_key(k) and v)
 
 
 class IntegrationManager:

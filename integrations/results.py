@@ -9,15 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from resources.store.database import utcnow
+
 
 def failure(error: str, **fields: Any) -> dict[str, Any]:
     """A failed answer; `error` says what failed and where."""
     return {"success": False, "error": error, **fields}
-
-
-def utcnow() -> datetime:
-    """Naive UTC, the convention of the store's DateTime columns."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def iso_utc(value: datetime | None) -> str | None:

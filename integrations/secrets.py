@@ -10,8 +10,14 @@ import re
 from collections.abc import Iterable
 
 MASK = "***"
+_SECRET_KEY = re.compile(r"pass|secret|token|key|webhook|auth", re.IGNORECASE)
 _MIN_SECRET_LENGTH = 4  # shorter values would mangle ordinary text; no client echoes passwords anyway
 _WEBHOOK = re.compile(r"^(?P<head>https?://[^/]+/rest/\d+/)(?P<code>[^/]+)(?P<tail>/?.*)$")
+
+
+def is_secret_key(name: str) -> bool:
+    """A config key whose value must never be shown (`password`, `api_key`, `webhook_url`, …)."""
+    return bool(_SECRET_KEY.search(name))
 
 
 def mask_webhook(url: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from resources.store.database import PROJECT_ROOT
 
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "integrations.yaml"
+M = TypeVar("M", bound=BaseModel)
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -24,11 +25,13 @@ class ConfigError(ValueError):
     """A config file is missing, malformed or has a bad value; the message names file and key."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A config section: unknown keys are an error (a typo must not pass silently)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class LiveAvailabilitySettings(_Strict):
+class LiveAvailabilitySettings(StrictModel):
     enabled: bool = False
     ttl_seconds: float = Field(30.0, gt=0)
     timeout_seconds: float = Field(2.0, gt=0)
@@ -36,7 +39,7 @@ class LiveAvailabilitySettings(_Strict):
     breaker_reset_seconds: float = Field(30.0, gt=0)
 
 
-class OneCSettings(_Strict):
+class OneCSettings(StrictModel):
     enabled: bool = True
     api_url: str = "http://127.0.0.1:8081/zeta"
     username: str = ""
@@ -53,7 +56,7 @@ class OneCSettings(_Strict):
     order_defaults: dict[str, Any] = Field(default_factory=dict)
 
 
-class Bitrix24Settings(_Strict):
+class Bitrix24Settings(StrictModel):
     enabled: bool = True
     webhook_url: SecretStr = SecretStr("")
     mapping: str = "bitrix24"
@@ -71,7 +74,7 @@ class IntegrationsSettings(BaseModel):
     bitrix24: Bitrix24Settings = Field(default_factory=Bitrix24Settings)
 
 
-class ScheduleSettings(_Strict):
+class ScheduleSettings(StrictModel):
     timezone: str = "Asia/Almaty"
     catalogue_cron: str = "0 * * * *"
     stock_cron: str = "*/10 * * * *"
@@ -84,23 +87,23 @@ class ScheduleSettings(_Strict):
         return value
 
 
-class CatalogueSettings(_Strict):
+class CatalogueSettings(StrictModel):
     max_active_drop: float = Field(0.2, ge=0, le=1)
     sample_size: int = Field(5, ge=0, le=100)
 
 
-class DatabaseSettings(_Strict):
+class DatabaseSettings(StrictModel):
     url: str = ""
 
 
-class OutboxSettings(_Strict):
+class OutboxSettings(StrictModel):
     max_attempts: int = Field(8, ge=1)
     backoff_base_seconds: float = Field(30.0, gt=0)
     backoff_max_seconds: float = Field(3600.0, gt=0)
     dry_run: bool = False
 
 
-class Settings(_Strict):
+class Settings(StrictModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
@@ -126,12 +129,13 @@ def config_path_from_env() -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def _describe(error: ValidationError, path: Path) -> str:
-    parts = []
-    for err in error.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{key}: {err['msg']}")
-    return f"{path}: " + "; ".join(parts)
+def validate_config(model: type[M], data: dict[str, Any], path: Path) -> M:
+    """`model` from `data` read from `path`; `ConfigError` naming the file and each bad key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {details}") from None
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
@@ -151,10 +155,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     """Read and validate the integrations config; raise `ConfigError` naming file and key."""
     cfg_path = Path(path) if path else config_path_from_env()
     data = expand_env(read_yaml_mapping(cfg_path, "config file (set ZETA_CONFIG)"), environ)
-    try:
-        settings = Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, cfg_path)) from None
+    settings = validate_config(Settings, data, cfg_path)
     settings.source = str(cfg_path)
     env = os.environ if environ is None else environ
     if env.get("ZETA_DATABASE_URL"):

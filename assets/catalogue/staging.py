@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, delete, insert, select, update
 
-from resources.store.database import Database
+from resources.store.database import Database, utcnow
 from resources.store.schema import (
     extract_batches,
     product_stock_next,
@@ -36,10 +36,6 @@ KEEP_COMPLETE_BATCHES = 2
 
 class MissingExtractError(RuntimeError):
     """No complete extract of a kind exists yet: materialize its asset first."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def push_outbox_op(context: OpExecutionContext, config: PushOutboxConfig, store:
         if push_config.onec_enabled:
             client = onec.client()
             closers.append(client)
-            orders = onec_orders(client, onec.mapping, push_config.order_defaults(), onec.server_timezone)
+            orders = onec_orders(client, onec.mapping, push_config.order_defaults())
         bitrix = mapping = None
         if push_config.bitrix24_enabled and bitrix24.webhook_url:
             bitrix = bitrix24.client()

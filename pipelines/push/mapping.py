@@ -5,28 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from resources.settings import PROJECT_ROOT, ConfigError, read_yaml_mapping
+from resources.settings import PROJECT_ROOT, StrictModel, read_yaml_mapping, validate_config
 
 DEFAULT_MAPPING_PATH = PROJECT_ROOT / "config" / "mappings" / "bitrix24.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ContactMapping(_Strict):
+class ContactMapping(StrictModel):
     type_id: str | None = "CLIENT"
     phone_value_type: str = "MOBILE"
 
 
-class LeadMapping(_Strict):
+class LeadMapping(StrictModel):
     status_id: str = "NEW"
     title: str = "Чат-бот: {name}"
 
 
-class DealMapping(_Strict):
+class DealMapping(StrictModel):
     category_id: int = Field(0, ge=0)
     stage_id: str | None = None
     type_id: str | None = "SALE"
@@ -41,7 +37,7 @@ class DealMapping(_Strict):
         return self
 
 
-class ManagersMapping(_Strict):
+class ManagersMapping(StrictModel):
     rule: Literal["fixed", "round_robin"] = "fixed"
     fixed: int = Field(1, ge=1)
     users: list[int] = Field(default_factory=list)
@@ -62,18 +58,18 @@ class ManagersMapping(_Strict):
         return sorted({self.fixed, *self.users}) if self.rule == "fixed" else sorted(set(self.users))
 
 
-class TaskMapping(_Strict):
+class TaskMapping(StrictModel):
     enabled: bool = True
     title: str = "Связаться с клиентом: {name}, {phone} [{id}]"
     deadline_hours: float = Field(2.0, gt=0)
     created_by: int | None = None
 
 
-class CommentMapping(_Strict):
+class CommentMapping(StrictModel):
     enabled: bool = True
 
 
-class Bitrix24Mapping(_Strict):
+class Bitrix24Mapping(StrictModel):
     originator_id: str = Field("zeta-bot", min_length=1, max_length=64)
     currency: str = "KZT"
     timezone: str = "Asia/Almaty"
@@ -97,11 +93,7 @@ def load_bitrix24_mapping(path: str | Path | None = None) -> Bitrix24Mapping:
     if not file.is_absolute():
         file = PROJECT_ROOT / file
     data = read_yaml_mapping(file, "Bitrix24 mapping")
-    try:
-        mapping = Bitrix24Mapping.model_validate(data)
-    except ValidationError as exc:
-        details = "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{file}: {details}") from None
+    mapping = validate_config(Bitrix24Mapping, data, file)
     mapping.source = str(file)
     return mapping
 

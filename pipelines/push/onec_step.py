@@ -6,13 +6,8 @@ import logging
 from typing import Any
 
 from resources.onec.errors import (
-    OneCAuthError,
-    OneCBadResponse,
-    OneCConfigError,
     OneCError,
-    OneCNotFoundError,
     OneCODataError,
-    OneCTransientError,
 )
 from resources.onec.orders import (
     OneCOrders,
@@ -66,17 +61,13 @@ def push_order_to_onec(orders: OneCOrders, recorder: Recorder, work: RowWork, *,
         message = f"1C kept order {work.row.onec_number or work.row.onec_ref_key} unposted: {exc}"
         recorder.save(work, onec_error=message[:4000])
         work.fail(ONEC, message, permanent=not is_transient_refusal(exc))
-    except OneCTransientError as exc:
-        work.fail(ONEC, str(exc))
-    except (OneCAuthError, OneCNotFoundError, OneCBadResponse, OneCConfigError) as exc:
-        # the connection or the configuration: every order suffers, a fix and a retry help
-        work.fail(ONEC, str(exc))
     except OneCODataError as exc:
         # 1C refused the document itself (code -1 from filling/checking code, a bad reference, …),
         # unless the text says it was a lock or DBMS problem
         recorder.save(work, onec_error=str(exc)[:4000])
         work.fail(ONEC, f"1C refused order {work.id}: {exc}", permanent=not is_transient_refusal(exc))
-    except OneCError as exc:  # pragma: no cover - every subclass is handled above
+    except OneCError as exc:
+        # transient, or the connection or the configuration (every order suffers): retry later
         work.fail(ONEC, str(exc))
     if work.lost:
         logger.warning("%s: lease lost during the 1C step", work.id)

@@ -99,11 +99,11 @@ class PushTargets:
         self.close()
 
 
-def onec_orders(client: OneCClient, mapping: str, defaults: dict[str, Any], server_timezone: str) -> OneCOrders:
+def onec_orders(client: OneCClient, mapping: str, defaults: dict[str, Any]) -> OneCOrders:
     profile = load_profile(mapping)
     if profile.orders is None:
         raise ConfigError(f"{profile.source}: the mapping profile has no 'orders' section; 1C orders cannot be pushed")
-    return OneCOrders(client, profile.orders, defaults, server_timezone=server_timezone)
+    return OneCOrders(client, profile.orders, defaults)
 
 
 def targets_from_settings(settings: Settings, *, bitrix_client: Bitrix24Client | None = None) -> PushTargets:
@@ -114,7 +114,7 @@ def targets_from_settings(settings: Settings, *, bitrix_client: Bitrix24Client |
         client = OneCClient(o.api_url, o.username, o.password.get_secret_value(), timeout=o.timeout_seconds,
                             retry=RetryPolicy(o.max_retries), server_timezone=o.server_timezone)
         t._closers.append(client)
-        t.onec = onec_orders(client, o.mapping, dict(o.order_defaults), o.server_timezone)
+        t.onec = onec_orders(client, o.mapping, dict(o.order_defaults))
     b = settings.integrations.bitrix24
     if b.enabled and (bitrix_client is not None or b.webhook_url.get_secret_value()):
         if bitrix_client is None:

@@ -294,10 +294,13 @@ class OneCClient:
                 for fut in inflight:
                     fut.cancel()
 
+    def server_time(self) -> str:
+        """Current time in the 1C server's time zone, naive ISO (how 1C writes its dates)."""
+        return datetime.now(ZoneInfo(self.server_timezone)).replace(tzinfo=None, microsecond=0).isoformat()
+
     def server_now(self) -> str:
         """Current time in the 1C server's time zone as an OData datetime literal."""
-        now = datetime.now(ZoneInfo(self.server_timezone)).replace(tzinfo=None, microsecond=0)
-        return f"datetime'{now.isoformat()}'"
+        return f"datetime'{self.server_time()}'"
 
     def virtual_table_path(self, register: str, function: str, **params: str) -> str:
         """`Register/Function(Param=value,…)` — the parenthesised form of DOC §17.4.9."""

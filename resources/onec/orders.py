@@ -22,10 +22,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from resources.onec.client import ZERO_GUID, OneCClient, guid_literal
 from resources.onec.errors import OneCError, OneCODataError, OneCTransientError
@@ -123,7 +121,6 @@ class OneCOrders:
     client: OneCClient
     section: OrdersSection
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    server_timezone: str = "Asia/Almaty"
 
     @property
     def number_field(self) -> str:
@@ -162,9 +159,6 @@ class OneCOrders:
         return out
 
     # ---- payload ------------------------------------------------------------------------
-    def server_now(self) -> str:
-        return datetime.now(ZoneInfo(self.server_timezone)).replace(tzinfo=None, microsecond=0).isoformat()
-
     def build_body(self, order: OrderRequest) -> dict[str, Any]:
         """The minimal POST body: defaults, date, external number, comment and rows."""
         header: dict[str, Any] = {}
@@ -188,11 +182,12 @@ class OneCOrders:
                 fields.price: line.price,
                 fields.amount: round(line.amount, 2),
             })
+        now = self.client.server_time()
         return {
-            "Date": self.server_now(),
+            "Date": now,
             **header,
             self.number_field: order.external_number,
-            "ДатаПоДаннымКлиента": self.server_now(),
+            "ДатаПоДаннымКлиента": now,
             "Комментарий": order_comment(order),
             self.section.rows: rows,
         }

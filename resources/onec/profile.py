@@ -9,18 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from resources.settings import PROJECT_ROOT, ConfigError, read_yaml_mapping
+from resources.settings import PROJECT_ROOT, ConfigError, StrictModel, read_yaml_mapping, validate_config
 
 MAPPINGS_DIR = PROJECT_ROOT / "config" / "mappings"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProductFields(_Strict):
+class ProductFields(StrictModel):
     ref: str = "Ref_Key"
     data_version: str = "DataVersion"
     deletion_mark: str = "DeletionMark"
@@ -32,7 +28,7 @@ class ProductFields(_Strict):
     unit: str | None = None
 
 
-class ProductsSection(_Strict):
+class ProductsSection(StrictModel):
     entity_set: str
     fields: ProductFields
     sku_rule: list[Literal["article", "code"]] = Field(default_factory=lambda: ["article", "code"])
@@ -45,7 +41,7 @@ class ProductsSection(_Strict):
         return value
 
 
-class ReferenceFields(_Strict):
+class ReferenceFields(StrictModel):
     ref: str = "Ref_Key"
     name: str = "Description"
     code: str | None = None
@@ -55,12 +51,12 @@ class ReferenceFields(_Strict):
     is_folder: str | None = None
 
 
-class ReferenceSection(_Strict):
+class ReferenceSection(StrictModel):
     entity_set: str
     fields: ReferenceFields = Field(default_factory=ReferenceFields)
 
 
-class PriceFields(_Strict):
+class PriceFields(StrictModel):
     product: str
     price_type: str
     price: str
@@ -68,40 +64,40 @@ class PriceFields(_Strict):
     characteristic: str | None = None
 
 
-class PricesSection(_Strict):
+class PricesSection(StrictModel):
     register_name: str = Field(alias="register")
     function: Literal["SliceLast"] = "SliceLast"
     fields: PriceFields
 
 
-class StockFields(_Strict):
+class StockFields(StrictModel):
     product: str
     warehouse: str
     quantity: str
 
 
-class StockSection(_Strict):
+class StockSection(StrictModel):
     register_name: str = Field(alias="register")
     function: Literal["Balance"] = "Balance"
     dimensions: list[str]
     fields: StockFields
 
 
-class OrderFields(_Strict):
+class OrderFields(StrictModel):
     product: str = "Номенклатура_Key"
     quantity: str = "Количество"
     price: str = "Цена"
     amount: str = "Сумма"
 
 
-class OrdersSection(_Strict):
+class OrdersSection(StrictModel):
     entity_set: str
     rows: str
     external_number_field: str
     fields: OrderFields = Field(default_factory=OrderFields)
 
 
-class MappingProfile(_Strict):
+class MappingProfile(StrictModel):
     profile: str
     description: str = ""
     extends: str | None = None
@@ -124,15 +120,11 @@ class MappingProfile(_Strict):
         return sets
 
 
-def _read_yaml(path: Path) -> dict:
-    return read_yaml_mapping(path, "mapping profile")
-
-
 def load_profile(name_or_path: str | Path, mappings_dir: Path = MAPPINGS_DIR) -> MappingProfile:
     """Load a profile by name (`ut11`) or path, resolving `extends`, and validate it."""
     candidate = Path(name_or_path)
     path = candidate if candidate.suffix in (".yaml", ".yml") else mappings_dir / f"{name_or_path}.yaml"
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path, "mapping profile")
     seen = {path.resolve()}
     parent_name = data.get("extends")
     while parent_name:
@@ -140,13 +132,9 @@ def load_profile(name_or_path: str | Path, mappings_dir: Path = MAPPINGS_DIR) ->
         if parent_path.resolve() in seen:
             raise ConfigError(f"{path}: extends: cycle through {parent_name!r}")
         seen.add(parent_path.resolve())
-        parent = _read_yaml(parent_path)
+        parent = read_yaml_mapping(parent_path, "mapping profile")
         data = {**parent, **data, "extends": parent.get("extends")}
         parent_name = parent.get("extends")
-    try:
-        profile = MappingProfile.model_validate(data)
-    except ValidationError as exc:
-        details = "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {details}") from None
+    profile = validate_config(MappingProfile, data, path)
     profile.source = str(path)
     return profile

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'zeta.db'}"
 
 _migrated: set[str] = set()
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the convention of every timestamp in the store."""
+    return datetime.now(UTC).replace(tzinfo=None)
 _migrate_lock = threading.Lock()
 
 

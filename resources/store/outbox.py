@@ -28,7 +28,7 @@ import random
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from resources.store.database import Database
+from resources.store.database import Database, utcnow
 
 metadata = MetaData()
 
@@ -132,11 +132,6 @@ class DuplicateKeyConflict(OutboxError):
     def __init__(self, message: str, existing: OutboxRow):
         super().__init__(message)
         self.existing = existing
-
-
-def utcnow() -> datetime:
-    """Naive UTC, the convention of every timestamp in the store."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
