@@ -20,7 +20,7 @@ from resources.bitrix24.errors import Bitrix24Error
 from resources.settings import Bitrix24Settings, Settings, expand_env
 from resources.store.database import Database
 
-from . import Integration
+from . import Integration, intake
 from .backlog import outbox_backlog
 from .defaults import open_database, settings_or_defaults
 from .results import failure
@@ -123,8 +123,6 @@ class Bitrix24Integration(Integration):
         return await self._submit("log_activity", activity_data, "activity")
 
     async def _submit(self, function: str, data: dict, what: str) -> dict[str, Any]:
-        from integrations import intake
-
         try:
             result = await asyncio.to_thread(getattr(intake, function), self.database(), data)
         except (SQLAlchemyError, OSError) as exc:

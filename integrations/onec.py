@@ -35,7 +35,7 @@ from resources.settings import ConfigError, LiveAvailabilitySettings, OneCSettin
 from resources.store.database import Database
 from resources.store.schema import extract_batches, products, sync_runs
 
-from . import Integration
+from . import Integration, intake
 from .availability import AvailabilityChecker, LiveBalance
 from .backlog import outbox_backlog
 from .defaults import open_database, settings_or_defaults
@@ -144,24 +144,23 @@ class OneCIntegration(Integration):
             self._profile = load_profile(self.mapping)
         return self._profile
 
+    def _new_client(self, timeout: float, max_retries: int, prefetch: int = 3) -> OneCClient:
+        return OneCClient(base_url=self.api_url, username=self.username, password=self._password.get_secret_value(),
+                          timeout=timeout, retry=RetryPolicy(max_retries=max_retries), prefetch=prefetch,
+                          server_timezone=self.server_timezone, transport=self._transport)
+
     def client(self) -> OneCClient:
         """The sync client: the configured timeout and retries."""
         with self._setup_lock:
             if self._client is None:
-                self._client = OneCClient(
-                    base_url=self.api_url, username=self.username, password=self._password.get_secret_value(),
-                    timeout=self.timeout_seconds, retry=RetryPolicy(max_retries=self.max_retries),
-                    server_timezone=self.server_timezone, transport=self._transport)
+                self._client = self._new_client(self.timeout_seconds, self.max_retries)
             return self._client
 
     def live_client(self) -> OneCClient:
         """The live-availability client: the short live timeout and no retries."""
         with self._setup_lock:
             if self._live_client is None:
-                self._live_client = OneCClient(
-                    base_url=self.api_url, username=self.username, password=self._password.get_secret_value(),
-                    timeout=self.live.timeout_seconds, retry=RetryPolicy(max_retries=0), prefetch=1,
-                    server_timezone=self.server_timezone, transport=self._transport)
+                self._live_client = self._new_client(self.live.timeout_seconds, 0, prefetch=1)
             return self._live_client
 
     def availability(self) -> AvailabilityChecker:
@@ -238,10 +237,6 @@ class OneCIntegration(Integration):
 
     async def create_order(self, order_data: dict) -> dict[str, Any]:
         """Validate and queue the order (outbox); `{"success": True, "order_id", "status": "queued"}`."""
-        try:
-            from integrations import intake
-        except ImportError as exc:  # pragma: no cover - the intake module ships with the package
-            return failure(f"order intake is not available: {exc}")
         try:
             result = await asyncio.to_thread(lambda: intake.submit_order(self.database(), order_data))
         except (SQLAlchemyError, OSError) as exc:

@@ -28,8 +28,8 @@ def order_request(work: RowWork) -> OrderRequest:
     customer = p.get("customer") or {}
     delivery = p.get("delivery") or {}
     lines = [OrderLine(product_ref=li["onec_ref"], quantity=li["quantity"], price=li["price"],
-                       amount=li.get("amount", li["quantity"] * li["price"]), sku=li.get("sku", ""),
-                       name=li.get("name", "")) for li in p.get("lines", [])]
+                       amount=li.get("amount", li["quantity"] * li["price"]))
+             for li in p.get("lines", [])]
     return OrderRequest(external_number=work.id, lines=lines, customer_name=customer.get("name", ""),
                         phone=customer.get("phone", ""), address=delivery.get("address"), comment=p.get("comment"))
 

@@ -49,9 +49,6 @@ class PushConfigResource(ConfigurableResource):
             bitrix24_mapping=settings.integrations.bitrix24.mapping,
             order_defaults_json=json.dumps(settings.integrations.onec.order_defaults, ensure_ascii=False),
         )
-        for name in ("lease_seconds", "chunk_size", "onec_threads", "post_orders", "defer_seconds"):
-            if hasattr(s, name):  # fields the settings may grow (see the README's outbox section)
-                values[name] = getattr(s, name)
         values.update(overrides)
         return cls(**values)
 

@@ -9,7 +9,7 @@ failure into a precise error that names the object and never the password.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,7 +90,6 @@ class OneCClient:
     prefetch: int = 3
     server_timezone: str = "Asia/Almaty"
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
-    on_retry: Callable[[str, BaseException], None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.root = odata_root(self.base_url)
@@ -202,8 +201,6 @@ class OneCClient:
             self.retries_done += 1
             exc = state.outcome.exception() if state.outcome else None
             logger.warning("retrying %s after attempt %d: %s", what, state.attempt_number, exc)
-            if self.on_retry and exc:
-                self.on_retry(what, exc)
 
         return Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, OneCTransientError)),

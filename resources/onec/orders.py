@@ -85,7 +85,6 @@ class OrderDocument:
     ref_key: str
     number: str | None
     posted: bool
-    deletion_mark: bool = False
 
 
 @dataclass
@@ -94,8 +93,6 @@ class OrderLine:
     quantity: float
     price: float
     amount: float
-    sku: str = ""
-    name: str = ""
 
 
 @dataclass
@@ -149,7 +146,7 @@ class OneCOrders:
                 if number not in part:
                     continue
                 doc = OrderDocument(ref_key=str(row["Ref_Key"]), number=row.get("Number"),
-                                    posted=bool(row.get("Posted")), deletion_mark=bool(row.get("DeletionMark")))
+                                    posted=bool(row.get("Posted")))
                 previous = out.get(number)
                 if previous is not None:
                     logger.warning("1C has several %s with %s = %s (%s, %s); using the first",
