@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from resources.bitrix24.client import Bitrix24Client, as_int, phone_variants
+from resources.bitrix24.encoding import BATCH_LIMIT
 from resources.bitrix24.errors import AuthError, Bitrix24Error, NotFound, ValidationError
 from resources.settings import ConfigError
 from resources.store import outbox
@@ -39,7 +40,6 @@ from .work import BITRIX, Recorder, RowWork
 
 logger = logging.getLogger("integrations.push")
 
-BATCH_SIZE = 50
 ORIGIN_CHUNK = 25  # ORIGIN_IDs per list command: room for duplicates within the 50-row page
 
 INTENT_TASK = "b24_task"
@@ -101,8 +101,8 @@ class BitrixPusher:
     # ---- the request machinery ----------------------------------------------------------
     def _run(self, commands: list[Command]) -> None:
         """Send commands in batches of ≤ 50 (one HTTP request each) and dispatch the outcomes."""
-        for start in range(0, len(commands), BATCH_SIZE):
-            chunk = commands[start:start + BATCH_SIZE]
+        for start in range(0, len(commands), BATCH_LIMIT):
+            chunk = commands[start:start + BATCH_LIMIT]
             keys = [f"c{start + i}" for i in range(len(chunk))]
             try:
                 result = self.client.batch({k: (c.method, c.params) for k, c in zip(keys, chunk, strict=True)},

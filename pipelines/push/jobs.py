@@ -30,7 +30,7 @@ from resources.store import outbox
 from resources.store.resource import StoreResource
 
 from .mapping import load_bitrix24_mapping
-from .runtime import PushConfigResource, mapping_name, onec_orders
+from .runtime import PushConfigResource, PushTargets, onec_orders
 from .worker import PushReport, push_kinds, push_outbox
 
 PUSH_JOB_NAME = "push_outbox"
@@ -65,28 +65,19 @@ def _report_metadata(report: PushReport) -> dict[str, Any]:
 def push_outbox_op(context: OpExecutionContext, config: PushOutboxConfig, store: StoreResource, onec: OneCResource,
                    bitrix24: Bitrix24Resource, push_config: PushConfigResource) -> dict:
     db = store.database()
-    closers: list[Any] = []
-    try:
-        orders = None
+    with PushTargets() as t:
         if push_config.onec_enabled:
-            client = onec.client()
-            closers.append(client)
-            orders = onec_orders(client, onec.mapping, push_config.order_defaults())
-        bitrix = mapping = None
+            t.onec = onec_orders(t.own(onec.client()), onec.mapping, push_config.order_defaults())
         if push_config.bitrix24_enabled and bitrix24.webhook_url:
-            bitrix = bitrix24.client()
-            closers.append(bitrix)
-            mapping = load_bitrix24_mapping(mapping_name(push_config.bitrix24_mapping))
+            t.bitrix = t.own(bitrix24.client())
+            t.mapping = load_bitrix24_mapping(push_config.bitrix24_mapping)
         elif push_config.bitrix24_enabled:
             context.log.warning("Bitrix24 is enabled but BITRIX24_WEBHOOK_URL is empty: leads and activity logs wait, "
                                 "orders go to 1C only")
-        report = push_outbox(db, onec=orders, bitrix=bitrix, mapping=mapping,
+        report = push_outbox(db, onec=t.onec, bitrix=t.bitrix, mapping=t.mapping,
                              options=push_config.options(dry_run=config.dry_run, max_rows=config.max_rows,
                                                          owner=f"dagster:{context.run_id[:8]}",
                                                          ignore_backoff=config.retry_now))
-    finally:
-        for c in closers:
-            c.close()
     context.log.info(f"push_outbox: {report.summary()} in {report.seconds:.1f}s, "
                      f"{report.bitrix_requests} Bitrix24 request(s)")
     context.add_output_metadata(_report_metadata(report))

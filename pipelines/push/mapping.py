@@ -9,7 +9,8 @@ from pydantic import Field, model_validator
 
 from resources.settings import PROJECT_ROOT, StrictModel, read_yaml_mapping, validate_config
 
-DEFAULT_MAPPING_PATH = PROJECT_ROOT / "config" / "mappings" / "bitrix24.yaml"
+MAPPINGS_DIR = PROJECT_ROOT / "config" / "mappings"
+DEFAULT_MAPPING_PATH = MAPPINGS_DIR / "bitrix24.yaml"
 
 
 class ContactMapping(StrictModel):
@@ -87,10 +88,13 @@ class Bitrix24Mapping(StrictModel):
         return self.sources.get(key) or self.sources.get("default") or "WEB"
 
 
-def load_bitrix24_mapping(path: str | Path | None = None) -> Bitrix24Mapping:
-    """Read and validate the mapping; `ConfigError` names the file and the key."""
-    file = Path(path) if path else DEFAULT_MAPPING_PATH
-    if not file.is_absolute():
+def load_bitrix24_mapping(name_or_path: str | Path | None = None) -> Bitrix24Mapping:
+    """Read and validate the mapping, by name (`bitrix24`, under config/mappings) or path (relative
+    to the project); `ConfigError` names the file and the key."""
+    file = Path(name_or_path) if name_or_path else DEFAULT_MAPPING_PATH
+    if file.suffix not in (".yaml", ".yml"):
+        file = MAPPINGS_DIR / f"{name_or_path}.yaml"
+    elif not file.is_absolute():
         file = PROJECT_ROOT / file
     data = read_yaml_mapping(file, "Bitrix24 mapping")
     mapping = validate_config(Bitrix24Mapping, data, file)

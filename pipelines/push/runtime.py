@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -71,9 +71,7 @@ class PushConfigResource(ConfigurableResource):
         return value
 
 
-def mapping_name(value: str) -> str:
-    """`bitrix24` (a name under config/mappings) or a path."""
-    return value if value.endswith((".yaml", ".yml")) else f"config/mappings/{value or 'bitrix24'}.yaml"
+C = TypeVar("C")
 
 
 @dataclass
@@ -84,6 +82,11 @@ class PushTargets:
     bitrix: Bitrix24Client | None = None
     mapping: Any = None
     _closers: list[Any] = field(default_factory=list)
+
+    def own(self, client: C) -> C:
+        """Close `client` with the targets."""
+        self._closers.append(client)
+        return client
 
     def close(self) -> None:
         for c in self._closers:
@@ -108,19 +111,17 @@ def targets_from_settings(settings: Settings, *, bitrix_client: Bitrix24Client |
     t = PushTargets()
     o = settings.integrations.onec
     if o.enabled:
-        client = OneCClient(o.api_url, o.username, o.password.get_secret_value(), timeout=o.timeout_seconds,
-                            retry=RetryPolicy(o.max_retries), server_timezone=o.server_timezone)
-        t._closers.append(client)
+        client = t.own(OneCClient(o.api_url, o.username, o.password.get_secret_value(), timeout=o.timeout_seconds,
+                                  retry=RetryPolicy(o.max_retries), server_timezone=o.server_timezone))
         t.onec = onec_orders(client, o.mapping, dict(o.order_defaults))
     b = settings.integrations.bitrix24
     if b.enabled and (bitrix_client is not None or b.webhook_url.get_secret_value()):
         if bitrix_client is None:
-            bitrix_client = Bitrix24Client(b.webhook_url.get_secret_value(), timeout=b.timeout_seconds,
-                                           rate_per_second=b.rate_per_second, burst=b.burst,
-                                           max_retries=getattr(b, "max_retries", 5))
-            t._closers.append(bitrix_client)
+            bitrix_client = t.own(Bitrix24Client(b.webhook_url.get_secret_value(), timeout=b.timeout_seconds,
+                                                 rate_per_second=b.rate_per_second, burst=b.burst,
+                                                 max_retries=b.max_retries))
         t.bitrix = bitrix_client
-        t.mapping = load_bitrix24_mapping(mapping_name(b.mapping))
+        t.mapping = load_bitrix24_mapping(b.mapping)
     return t
 
 

@@ -69,10 +69,8 @@ class Recorder:
         self.lease_seconds = lease_seconds
         self._lock = threading.Lock()
 
-    def save(self, work: RowWork, *, add_intents: tuple[str, ...] = (), drop_intents: tuple[str, ...] = (),
-             **state: Any) -> bool:
-        return self.save_many({work: state}, add_intents={work: set(add_intents)} if add_intents else None,
-                              drop_intents={work: set(drop_intents)} if drop_intents else None)
+    def save(self, work: RowWork, *, drop_intents: tuple[str, ...] = (), **state: Any) -> bool:
+        return self.save_many({work: state}, drop_intents={work: set(drop_intents)} if drop_intents else None)
 
     def save_many(self, states: Mapping[RowWork, Mapping[str, Any]], *,
                   add_intents: Mapping[RowWork, set[str]] | None = None,

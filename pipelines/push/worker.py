@@ -71,11 +71,9 @@ class PushReport:
     bitrix_commands: int = 0
     bitrix_rate_limited: int = 0
 
-    def add(self, work: RowWork | None, outcome: str, *, row_id: str = "", kind: str = "",
-            error: str | None = None, detail: Any = None) -> None:
+    def add(self, work: RowWork, outcome: str, *, error: str | None = None, detail: Any = None) -> None:
         self.counts[outcome] += 1
-        entry: dict[str, Any] = {"id": work.id if work else row_id, "kind": work.kind if work else kind,
-                                 "outcome": outcome}
+        entry: dict[str, Any] = {"id": work.id, "kind": work.kind, "outcome": outcome}
         if error:
             entry["error"] = error
         if detail is not None:
@@ -114,7 +112,7 @@ def push_outbox(db: Database, *, onec: OneCOrders | None, bitrix: Bitrix24Client
     pusher = BitrixPusher(bitrix, mapping, recorder, onec_enabled=onec is not None,  # type: ignore[arg-type]
                           check_portal=opts.check_portal) if bitrix is not None else None
     if opts.dry_run:
-        _dry_run(db, onec, pusher, mapping, kinds, opts, report)
+        _dry_run(db, onec, pusher, kinds, opts, report)
         report.seconds = time.monotonic() - started
         return report
     stats_before = (bitrix.stats.requests, bitrix.stats.commands, bitrix.stats.rate_limited) if bitrix else (0, 0, 0)
@@ -206,8 +204,8 @@ def _finish(db: Database, owner: str, w: RowWork, onec: OneCOrders | None, pushe
         report.add(w, "skipped", error=str(exc))
 
 
-def _dry_run(db: Database, onec: OneCOrders | None, pusher: BitrixPusher | None, mapping: Bitrix24Mapping | None,
-             kinds: list[str], opts: PushOptions, report: PushReport) -> None:
+def _dry_run(db: Database, onec: OneCOrders | None, pusher: BitrixPusher | None, kinds: list[str],
+             opts: PushOptions, report: PushReport) -> None:
     """Log what would be sent for every due row; claim nothing, send nothing, change nothing."""
     rows = [r for r in outbox.list_due(db, limit=opts.max_rows or 10_000) if r.kind in kinds]
     for row in rows:

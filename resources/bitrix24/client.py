@@ -45,7 +45,7 @@ from resources.bitrix24.errors import (
     install_log_masking,
     mask_url,
 )
-from resources.bitrix24.throttle import Throttle
+from resources.bitrix24.throttle import HEADROOM, Throttle
 
 logger = logging.getLogger("integrations.bitrix24")
 
@@ -203,7 +203,7 @@ class Bitrix24Client:
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
     clock: Callable[[], float] = field(default=time.time, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    headroom: int = 10  # the client's bucket is `burst - headroom`: the server never sees a full bucket
+    headroom: int = HEADROOM
     backoff_base: float = 1.0
     backoff_max: float = 30.0
     operating_limit: float = 420.0  # strictest published figure (server default; docs say 480)
@@ -223,8 +223,9 @@ class Bitrix24Client:
         self._base = url
         self._secret = match.group(2).rstrip("/").rsplit("/", 1)[-1]
         if self.throttle is None:
-            self.throttle = Throttle(self.rate_per_second, max(1, self.burst - self.headroom),
-                                     operating_limit=self.operating_limit, clock=self.clock, sleep=self.sleep)
+            self.throttle = Throttle.for_portal(self.rate_per_second, self.burst, self.headroom,
+                                                operating_limit=self.operating_limit, clock=self.clock,
+                                                sleep=self.sleep)
         install_log_masking()
         self.stats = ClientStats()
         self._lock = threading.Lock()

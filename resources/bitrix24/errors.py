@@ -215,7 +215,7 @@ def classify(error: Any, description: Any, *, status: int | None, method: str, u
     where = f" at {url}" if url else ""
     http = f"HTTP {status}" if status is not None else "in batch"
     message = f"Bitrix24 {method} failed: {err or '(no code)'}: {shown or '(no description)'} ({http}){where}"
-    hint = next((h for c, h in _HINTS.items() if cls is c), None)
+    hint = _HINTS.get(cls)
     if hint:
         message += f" — {hint}"
     is_ambiguous = ambiguous and issubclass(cls, ServerError)

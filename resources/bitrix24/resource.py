@@ -20,7 +20,6 @@ from resources.settings import Bitrix24Settings
 
 _THROTTLES: dict[tuple[str, float, int], Throttle] = {}
 _THROTTLES_LOCK = threading.Lock()
-HEADROOM = 10
 
 
 def shared_throttle(webhook_url: str, rate_per_second: float, burst: int) -> Throttle:
@@ -29,7 +28,7 @@ def shared_throttle(webhook_url: str, rate_per_second: float, burst: int) -> Thr
     with _THROTTLES_LOCK:
         throttle = _THROTTLES.get(key)
         if throttle is None:
-            throttle = _THROTTLES[key] = Throttle(rate_per_second, max(1, burst - HEADROOM))
+            throttle = _THROTTLES[key] = Throttle.for_portal(rate_per_second, burst)
         return throttle
 
 
@@ -46,7 +45,7 @@ class Bitrix24Resource(ConfigurableResource):
     def from_settings(cls, s: Bitrix24Settings, **overrides: object) -> Bitrix24Resource:
         values: dict[str, object] = dict(webhook_url=s.webhook_url.get_secret_value(),
                                          timeout_seconds=s.timeout_seconds, rate_per_second=s.rate_per_second,
-                                         burst=s.burst)
+                                         burst=s.burst, max_retries=s.max_retries)
         values.update(overrides)
         return cls(**values)
 
@@ -54,6 +53,6 @@ class Bitrix24Resource(ConfigurableResource):
         """A new client (close it when done) sharing this portal's throttle."""
         return Bitrix24Client(
             self.webhook_url, timeout=self.timeout_seconds, rate_per_second=self.rate_per_second,
-            burst=self.burst, max_retries=self.max_retries, headroom=HEADROOM,
+            burst=self.burst, max_retries=self.max_retries,
             throttle=shared_throttle(self.webhook_url, self.rate_per_second, self.burst),
         )

@@ -28,6 +28,7 @@ FALLBACK_PAUSE = 60.0  # first pause after OPERATION_TIME_LIMIT when no reset ti
 MAX_FALLBACK_PAUSE = 300.0  # the fixed ban some portals apply
 MAX_RESET_WAIT = 600.0  # the window is ten minutes: a reset further away is not believed
 RESET_MARGIN = 1.0  # seconds added after a reset time (clock skew, bucket granularity)
+HEADROOM = 10  # the client's bucket is the portal's `burst` less this: the server never sees a full bucket
 
 
 @dataclass
@@ -62,15 +63,13 @@ class Throttle:
         self._tat = 0.0  # theoretical arrival time of the next request (GCRA)
         self._lock = threading.Lock()
         self._methods: dict[str, MethodBudget] = {}
-        self.waited = 0.0  # total seconds slept by acquire(), for benchmarks
+
+    @classmethod
+    def for_portal(cls, rate_per_second: float, burst: int, headroom: int = HEADROOM, **kw: Any) -> Throttle:
+        """The throttle for a portal whose bucket refuses above `burst`: `headroom` requests below it."""
+        return cls(rate_per_second, max(1, burst - headroom), **kw)
 
     # ---- request bucket ------------------------------------------------------------------------
-    def level(self) -> float:
-        """Current fill of the client's bucket in requests (0 … burst)."""
-        with self._lock:
-            now = self.clock()
-            return max(0.0, (self._tat - now) / self._interval)
-
     def _reserve_slot(self) -> float:
         with self._lock:
             now = self.clock()
@@ -179,8 +178,6 @@ class Throttle:
         if delay > 0:
             self.sleep(delay)
             waited += delay
-        with self._lock:
-            self.waited += waited
         return waited
 
 

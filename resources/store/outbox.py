@@ -110,12 +110,8 @@ outbox = Table(
     Index("ix_outbox_phone", "phone"),
 )
 
-# Columns a push run may set through `record()`: the delivery state and the intents.
-STATE_COLUMNS = frozenset({
-    "onec_ref_key", "onec_number", "onec_posted", "onec_error",
-    "b24_contact_id", "b24_lead_id", "b24_deal_id", "b24_rows_set", "b24_number_written",
-    "b24_task_id", "b24_comment_id", "b24_error",
-})
+# Columns a push run may set through `record()`: the delivery state of each target.
+STATE_COLUMNS = frozenset(c.name for c in outbox.columns if c.name.startswith(("onec_", "b24_")))
 
 
 class OutboxError(RuntimeError):
@@ -434,11 +430,6 @@ def record_many(db: Database, owner: str, states: Mapping[str, Mapping[str, Any]
     return lost
 
 
-def renew(db: Database, owner: str, row_ids: Iterable[str], lease_seconds: float) -> list[str]:
-    """Extend the lease of rows still held; returns the ids that were lost."""
-    return record_many(db, owner, {r: {} for r in row_ids}, lease_seconds=lease_seconds)
-
-
 def complete(db: Database, owner: str, row_id: str) -> None:
     moment = utcnow()
     with db.write() as conn:
@@ -512,5 +503,5 @@ __all__ = [
     "ACTIVITY", "DEAD", "DONE", "FAILED", "IN_PROGRESS", "KINDS", "LEAD", "ORDER", "PENDING", "STATUSES",
     "DueSummary", "DuplicateKeyConflict", "LeaseLost", "OutboxError", "OutboxRow", "RetryPolicy",
     "claim", "complete", "counts", "due_summary", "enqueue", "fail", "find", "get", "list_due", "list_rows",
-    "outbox", "record", "record_many", "release", "renew", "replay_dead", "utcnow",
+    "outbox", "record", "record_many", "release", "replay_dead", "utcnow",
 ]
