@@ -30,6 +30,7 @@ from resources.store.database import Database
 from resources.store.search import fold, index_version, search_products
 from tests.search_fixture import (
     FIXTURE,
+    ean13,
     evaluate,
     fixture_rows,
     insert_rows,
@@ -209,11 +210,6 @@ def simulator_names(count: int, seed: int = 1) -> Iterator[tuple[str, str]]:
         yield name, group
 
 
-def _ean13(body12: str) -> str:
-    digits = [int(d) for d in body12]
-    return body12 + str((10 - (sum(digits[0::2]) + 3 * sum(digits[1::2])) % 10) % 10)
-
-
 def build_store(
     path: Path, products: int, seed: int = 7, names: str = "generated"
 ) -> tuple[Database, list[str], float]:
@@ -235,7 +231,7 @@ def build_store(
                     sku, name, group=group,
                     stock=0.0 if rng.random() < 0.25 else float(rng.randint(1, 200)),
                     is_active=rng.random() >= 0.05,
-                    barcode=_ean13(f"200{i + 1:09d}"),
+                    barcode=ean13(f"200{i + 1:09d}"),
                     code=f"00-1{i + 1:07d}",
                     article=f"A{i + 1:06d}" if rng.random() < 0.5 else None,
                     price=float(rng.randint(100, 50000)),

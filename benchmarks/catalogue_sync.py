@@ -66,7 +66,7 @@ def _floor_catalogue(client: OneCClient, profile: MappingProfile) -> int:
 
 def _floor_prices(client: OneCClient, profile: MappingProfile) -> int:
     rows = _pages(reference_pages(client, profile.currencies, PAGE))
-    ptype = resolve_price_type(client, profile, "Розничная", PAGE)
+    ptype = resolve_price_type(client, profile, SyncOptions().price_type, PAGE)
     return rows + _pages(price_pages(client, profile, ptype["ref"], PAGE))
 
 

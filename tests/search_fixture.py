@@ -374,7 +374,8 @@ class FixtureProduct:
     price: float
 
 
-def _ean13(body12: str) -> str:
+def ean13(body12: str) -> str:
+    """`body12` with its EAN-13 check digit."""
     digits = [int(d) for d in body12]
     check = (10 - (sum(digits[0::2]) + 3 * sum(digits[1::2])) % 10) % 10
     return body12 + str(check)
@@ -401,7 +402,7 @@ def parse_catalogue(source: str = CATALOGUE) -> list[FixtureProduct]:
                 group=group,
                 stock=float(stock),
                 is_active="off" not in flags,
-                barcode=_ean13(f"487{seed % 10**9:09d}"),
+                barcode=ean13(f"487{seed % 10**9:09d}"),
                 code=f"00-{len(products) + 1:08d}",
                 article=article,
                 price=float(150 + seed % 4000),

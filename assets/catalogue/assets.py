@@ -6,6 +6,7 @@
 """
 
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -20,9 +21,11 @@ from dagster import (
     asset,
     asset_check,
 )
+from sqlalchemy import Connection
 
 from resources.onec.resource import OneCResource
 from resources.store.resource import StoreResource
+from resources.store.search.document import search_text
 
 from .candidate import build_candidate
 from .checks import (
@@ -37,7 +40,6 @@ from .checks import (
 from .extract import ExtractResult, extract_catalogue, extract_prices, extract_stock
 from .publish import publish_candidate
 from .staging import latest_batch
-from .sync import search_text_function
 
 GROUP = "catalogue"
 ONEC_CATALOGUE_RAW = AssetKey("onec_catalogue_raw")
@@ -87,7 +89,7 @@ def onec_stock_raw(context: AssetExecutionContext, onec: OneCResource, store: St
        deps=[ONEC_CATALOGUE_RAW, ONEC_PRICES_RAW, ONEC_STOCK_RAW],
        description="The mapped next version of `products`, checked before it is published.")
 def products_candidate(context: AssetExecutionContext, onec: OneCResource, store: StoreResource) -> MaterializeResult:
-    result = build_candidate(store.database(), onec.profile(), search_text=search_text_function())
+    result = build_candidate(store.database(), onec.profile(), search_text=search_text)
     meta = asdict(result)
     collisions = meta.pop("sku_collisions")
     return MaterializeResult(metadata={
@@ -109,28 +111,29 @@ def _check_result(outcome: CheckOutcome) -> AssetCheckResult:
                                       for k, v in outcome.metadata.items()})
 
 
+def _check_latest_candidate(store: StoreResource, check: Callable[[Connection, int], CheckOutcome]) -> AssetCheckResult:
+    """Run `check` on the latest candidate, reading the candidate id and its rows in one snapshot."""
+    with store.database().read() as conn:
+        return _check_result(check(conn, latest_batch(conn, "candidate").id))
+
+
 @asset_check(asset=PRODUCTS_CANDIDATE, name=CHECK_UNIQUE_SKUS, blocking=True,
              description="Every SKU occurs once in the candidate.")
 def unique_skus(store: StoreResource) -> AssetCheckResult:
-    candidate_id = _latest_candidate(store)
-    with store.database().read() as conn:
-        return _check_result(check_unique_skus(conn, candidate_id))
+    return _check_latest_candidate(store, check_unique_skus)
 
 
 @asset_check(asset=PRODUCTS_CANDIDATE, name=CHECK_NO_NEGATIVE_PRICES, blocking=True,
              description="No product has a negative price.")
 def no_negative_prices(store: StoreResource) -> AssetCheckResult:
-    candidate_id = _latest_candidate(store)
-    with store.database().read() as conn:
-        return _check_result(check_no_negative_prices(conn, candidate_id))
+    return _check_latest_candidate(store, check_no_negative_prices)
 
 
 @asset_check(asset=PRODUCTS_CANDIDATE, name=CHECK_SHRINK_GUARD, blocking=True,
              description="The active catalogue does not drop by more than catalogue.max_active_drop.")
 def shrink_guard(store: StoreResource, catalogue_rules: CatalogueRulesResource) -> AssetCheckResult:
-    candidate_id = _latest_candidate(store)
-    with store.database().read() as conn:
-        return _check_result(check_shrink_guard(conn, candidate_id, catalogue_rules.max_active_drop))
+    return _check_latest_candidate(
+        store, lambda conn, candidate_id: check_shrink_guard(conn, candidate_id, catalogue_rules.max_active_drop))
 
 
 @asset(key=PRODUCTS, group_name=GROUP, kinds={"python", "sql"}, deps=[PRODUCTS_CANDIDATE],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, inspect, text, update
+from sqlalchemy import Connection, insert, text, update
 
 from resources.store.database import Database
 from resources.store.schema import sync_runs
@@ -25,7 +25,8 @@ from .staging import utcnow
 logger = logging.getLogger("integrations.onec")
 
 _PUBLISHED_COLUMNS = ["sku", "name", "price", "currency", "stock", "is_active", "onec_ref", "code", "article",
-                      "unit", "group_name", "barcode", "deletion_mark", "data_version", "content_hash"]
+                      "unit", "group_name", "barcode", "deletion_mark", "data_version", "content_hash",
+                      "search_text"]
 VANISHED_HASH = "vanished"
 # Bulk path (SQLite): when at least this many rows, and at least half of `products`, are written,
 # the per-row search triggers are dropped for the transaction and the index is rebuilt once.
@@ -54,18 +55,12 @@ class PublishResult:
         return self.inserted + self.updated + self.deactivated
 
 
-def _columns(db: Database) -> list[str]:
-    """Published columns, plus `search_text` once the search migration has added it."""
-    existing = {c["name"] for c in inspect(db.reader).get_columns("products")}
-    return _PUBLISHED_COLUMNS + (["search_text"] if "search_text" in existing else [])
-
-
 def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float | None = None,
                       sample_size: int = 5, source: str = "onec") -> PublishResult:
     """Publish one candidate; raise `ShrinkGuardError` (and write nothing) when the guard trips."""
     started = time.perf_counter()
     now = utcnow()
-    cols = _columns(db)
+    cols = _PUBLISHED_COLUMNS
     c = {"c": candidate_id, "now": now}
     result = PublishResult(candidate_id, synced_at=now)
     run_id = _start_run(db, source, now)
@@ -76,11 +71,9 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 if not guard.passed:
                     raise ShrinkGuardError(guard.description)
             conn.execute(text("""
-                UPDATE products_next SET change = CASE
-                    WHEN NOT EXISTS (SELECT 1 FROM products p WHERE p.onec_ref = products_next.onec_ref) THEN 'insert'
-                    WHEN EXISTS (SELECT 1 FROM products p WHERE p.onec_ref = products_next.onec_ref
-                                 AND p.content_hash = products_next.content_hash) THEN 'same'
-                    ELSE 'update' END
+                UPDATE products_next SET change = COALESCE(
+                    (SELECT CASE WHEN p.content_hash = products_next.content_hash THEN 'same' ELSE 'update' END
+                     FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')
                 WHERE candidate_id = :c"""), c)
             counts = dict(conn.execute(text(
                 "SELECT change, COUNT(*) FROM products_next WHERE candidate_id = :c GROUP BY change"), c).all())
@@ -115,13 +108,13 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 SELECT n.sku, s.warehouse, s.quantity FROM product_stock_next s
                 JOIN products_next n ON n.candidate_id = s.candidate_id AND n.onec_ref = s.onec_ref
                 WHERE s.candidate_id = :c AND n.change <> 'same'"""), c)
+            # Products that vanished from 1C: their stock rows go, the product stays, inactive.
+            vanishing = ("is_active AND NOT EXISTS (SELECT 1 FROM products_next n "
+                         "WHERE n.candidate_id = :c AND n.onec_ref = products.onec_ref)")
+            conn.execute(text(f"DELETE FROM product_stock WHERE sku IN (SELECT sku FROM products WHERE {vanishing})"), c)
             vanished = conn.execute(text(f"""
                 UPDATE products SET is_active = false, stock = 0, content_hash = '{VANISHED_HASH}', updated_at = :now
-                WHERE is_active AND NOT EXISTS (
-                    SELECT 1 FROM products_next n WHERE n.candidate_id = :c AND n.onec_ref = products.onec_ref)"""), c)
-            conn.execute(text(f"""
-                DELETE FROM product_stock WHERE sku IN (SELECT sku FROM products WHERE content_hash = '{VANISHED_HASH}')
-            """))
+                WHERE {vanishing}"""), c)
             result.deactivated = became_inactive + (vanished.rowcount or 0)
             if triggers:
                 rebuild_index(conn, recompute_text=False)
@@ -131,8 +124,8 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
             conn.execute(text("""
                 UPDATE products SET synced_at = :now WHERE synced_at <> :now AND onec_ref IN (
                     SELECT onec_ref FROM products_next WHERE candidate_id = :c)"""), c)
-            result.active = conn.execute(text("SELECT COUNT(*) FROM products WHERE is_active")).scalar_one()
-            result.total = conn.execute(text("SELECT COUNT(*) FROM products")).scalar_one()
+            result.active, result.total = conn.execute(text(
+                "SELECT COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0), COUNT(*) FROM products")).one()
             if sample_size:
                 result.sample = [dict(r) for r in conn.execute(text(
                     "SELECT sku, name, price, currency, stock, is_active FROM products_next "

@@ -76,7 +76,7 @@ def complete_batch(db: Database, batch_id: int, row_count: int, note: dict[str, 
             status="complete", finished_at=utcnow(), row_count=row_count,
             note=json.dumps(note or {}, ensure_ascii=False)))
         kind = conn.execute(select(extract_batches.c.kind).where(extract_batches.c.id == batch_id)).scalar_one()
-    prune_batches(db, kind)
+        prune_batches(conn, kind)
     return BatchInfo(batch_id, kind, row_count, note or {})
 
 
@@ -90,25 +90,23 @@ def fail_batch(db: Database, batch_id: int, error: str) -> None:
             status="failed", finished_at=utcnow(), note=json.dumps({"error": error[:2000]}, ensure_ascii=False)))
 
 
-def prune_batches(db: Database, kind: str) -> None:
+def prune_batches(conn: Connection, kind: str) -> None:
     """Keep the newest complete batches of a kind (a concurrent reader may still use the older one)."""
-    with db.write() as conn:
-        keep = [r for (r,) in conn.execute(
-            select(extract_batches.c.id).where(and_(extract_batches.c.kind == kind,
-                                                    extract_batches.c.status == "complete"))
-            .order_by(extract_batches.c.id.desc()).limit(KEEP_COMPLETE_BATCHES))]
-        if not keep:
-            return
-        oldest_kept = min(keep)
-        stale = [r for (r,) in conn.execute(
-            select(extract_batches.c.id).where(and_(extract_batches.c.kind == kind,
-                                                    extract_batches.c.id < oldest_kept,
-                                                    extract_batches.c.status != "pruned")))]
-        for table, column in RAW_TABLES[kind]:
-            if stale:
-                conn.execute(delete(table).where(table.c[column].in_(stale)))
-        if stale:
-            conn.execute(update(extract_batches).where(extract_batches.c.id.in_(stale)).values(status="pruned"))
+    keep = [r for (r,) in conn.execute(
+        select(extract_batches.c.id).where(and_(extract_batches.c.kind == kind,
+                                                extract_batches.c.status == "complete"))
+        .order_by(extract_batches.c.id.desc()).limit(KEEP_COMPLETE_BATCHES))]
+    if not keep:
+        return
+    stale = [r for (r,) in conn.execute(
+        select(extract_batches.c.id).where(and_(extract_batches.c.kind == kind,
+                                                extract_batches.c.id < min(keep),
+                                                extract_batches.c.status != "pruned")))]
+    if not stale:
+        return
+    for table, column in RAW_TABLES[kind]:
+        conn.execute(delete(table).where(table.c[column].in_(stale)))
+    conn.execute(update(extract_batches).where(extract_batches.c.id.in_(stale)).values(status="pruned"))
 
 
 def latest_batch(conn: Connection, kind: str) -> BatchInfo:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from resources.onec.client import OneCClient
 from resources.onec.profile import MappingProfile
 from resources.store.database import Database
+from resources.store.search.document import search_text
 
 from .candidate import CandidateResult, build_candidate
 from .checks import CheckOutcome, check_no_negative_prices, check_shrink_guard, check_unique_skus
@@ -45,15 +46,6 @@ class SyncResult:
     checks: list[CheckOutcome]
     publish: PublishResult
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
-
-
-def search_text_function():  # noqa: ANN201 - optional feature
-    """The search index's row text builder, when the search package is installed."""
-    try:
-        from resources.store.search import search_text  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return search_text
 
 
 def run_candidate_checks(db: Database, candidate_id: int, max_active_drop: float) -> list[CheckOutcome]:
@@ -89,7 +81,7 @@ def run_catalogue_sync(client: OneCClient, profile: MappingProfile, db: Database
     t0 = time.perf_counter()
     extracts = run_extracts(client, profile, db, options)
     t1 = time.perf_counter()
-    candidate = build_candidate(db, profile, search_text=search_text_function())
+    candidate = build_candidate(db, profile, search_text=search_text)
     t2 = time.perf_counter()
     checks = run_candidate_checks(db, candidate.candidate_id, options.max_active_drop)
     stages = {"extract": t1 - t0, "candidate": t2 - t1, "checks": time.perf_counter() - t2}

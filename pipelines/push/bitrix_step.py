@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from resources.bitrix24.client import Bitrix24Client, as_int, phone_variants
+from resources.bitrix24.client import Bitrix24Client, as_int, contact_ids, phone_variants
 from resources.bitrix24.encoding import BATCH_LIMIT
 from resources.bitrix24.errors import AuthError, Bitrix24Error, NotFound, ValidationError
 from resources.settings import ConfigError
@@ -279,9 +279,7 @@ class BitrixPusher:
         commands = []
         for phone, group in by_phone.items():
             def on_ok(result: Any, group: list[RowWork] = group) -> None:
-                ids = result.get("CONTACT", []) if isinstance(result, dict) else []
-                found = sorted(i for i in (as_int(x) for x in (ids.values() if isinstance(ids, dict) else ids))
-                               if i is not None)
+                found = contact_ids(result)
                 if found:
                     self.recorder.save_many({w: {"b24_contact_id": found[0]} for w in group})
             commands.append(Command("crm.duplicate.findbycomm",

@@ -135,6 +135,12 @@ def _as_map(value: Any) -> dict[str, Any]:
     return {}
 
 
+def contact_ids(result: Any) -> list[int]:
+    """Contact ids of a `crm.duplicate.findbycomm` answer, ascending."""
+    contacts = result.get("CONTACT", []) if isinstance(result, dict) else []
+    return sorted(i for i in (as_int(c) for c in _as_map(contacts).values()) if i is not None)
+
+
 @dataclass(frozen=True)
 class Bitrix24Response:
     """One successful call: `result`, list paging (`total`, `next`) and the `time` block."""
@@ -551,8 +557,7 @@ class Bitrix24Client:
         for start in range(0, len(values), 20):
             response = self.call("crm.duplicate.findbycomm", {
                 "type": "PHONE", "values": values[start:start + 20], "entity_type": "CONTACT"})
-            contacts = response.result.get("CONTACT", []) if isinstance(response.result, dict) else []
-            found.update(i for i in (as_int(c) for c in _as_map(contacts).values()) if i is not None)
+            found.update(contact_ids(response.result))
         return sorted(found)
 
 

@@ -44,6 +44,7 @@ products = Table(
     Column("data_version", String(64), nullable=True),
     Column("content_hash", Text, nullable=False),  # a content signature (see candidate.py)
     Column("updated_at", DateTime, nullable=False),
+    Column("search_text", Text, nullable=True),  # migration 0002: what the search index reads
 )
 
 product_stock = Table(

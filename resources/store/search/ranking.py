@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from resources.store.search.normalize import fold
-from resources.store.search.planner import Plan
+from resources.store.search.planner import PREFIX_COST, TRANSFORM_PENALTY, Plan
 
 __all__ = ["IDENT_SCORES", "Scored", "score_candidate"]
 
@@ -85,9 +85,9 @@ def score_candidate(
                 kind, dist = m
                 f_kinds.add(kind)
                 f_edits += dist
-                cost += dist + (0.25 if kind == "prefix" else 0.0)
+                cost += dist + (PREFIX_COST if kind == "prefix" else 0.0)
             else:
-                cost += 0.5 if form.transform else 0.0
+                cost += TRANSFORM_PENALTY[form.transform]
                 if best is None or cost < best[0]:
                     best = (cost, form.transform, f_kinds, f_edits, f_in_name, f_first)
         if best is None:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 from resources.store.search.base import Candidate, ProductSearch
 from resources.store.search.document import search_text
 from resources.store.search.planner import Plan
+from resources.store.search.ranking import IDENT_SCORES
 from resources.store.search.vocabulary import Vocabulary
 
 __all__ = ["SqliteProductSearch", "index_version", "rebuild_index"]
@@ -34,7 +35,6 @@ _CANDIDATES_SQL = text(
     "WHERE products_fts MATCH :q ORDER BY score LIMIT :limit) f "
     "JOIN product_search s ON s.doc_id = f.doc_id ORDER BY f.score"
 )
-_KIND_ORDER = {"sku": 0, "barcode": 1, "article": 2, "code": 3}
 
 
 def index_version(conn: Connection) -> int:
@@ -53,7 +53,7 @@ class SqliteProductSearch(ProductSearch):
         rows = conn.execute(_IDENT_PREFIX_SQL if prefix else _IDENT_SQL, {"key": key, "limit": limit * 4}).all()
         best: dict[str, str] = {}
         for sku, kind in rows:
-            if sku not in best or _KIND_ORDER[kind] < _KIND_ORDER[best[sku]]:
+            if sku not in best or IDENT_SCORES[kind] > IDENT_SCORES[best[sku]]:
                 best[sku] = kind
         return list(best.items())[:limit]
 
