@@ -6,6 +6,7 @@ one place that knows how to start and stop one with uvicorn.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -18,6 +19,23 @@ from typing import Any
 
 import httpx
 import uvicorn
+
+
+class DropConnection(Exception):
+    """Raised inside a simulator's ASGI app so uvicorn closes the socket without a complete response."""
+
+
+class _HideDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, DropConnection)
+
+
+def hide_drop_tracebacks() -> None:
+    """Keep uvicorn from logging a traceback for every deliberately dropped connection (idempotent)."""
+    error_logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _HideDrops) for f in error_logger.filters):
+        error_logger.addFilter(_HideDrops())
 
 
 def free_port() -> int:

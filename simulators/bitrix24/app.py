@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -41,24 +40,13 @@ from simulators.bitrix24.limits import LeakyBucket, LimitConfig, OperatingLimite
 from simulators.bitrix24.methods import REGISTRY, CallContext, MethodSpec, Reply
 from simulators.bitrix24.params import Params, as_list, decode_request, php_int, php_shape
 from simulators.bitrix24.store import CrmStore
+from simulators.serving import DropConnection, hide_drop_tracebacks
 
 DEFAULT_WEBHOOKS: dict[tuple[int, str], dict[str, Any]] = {(1, "zetademo"): {"scopes": ["crm", "task", "user"]}}
 SCOPE_ALTERNATIVES = {"user": {"user", "user_brief", "user_basic"}}
 BATCH_SPEC = MethodSpec("batch", "", lambda ctx, p: Reply(None), params="anycase")
 JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=UTF-8"
-
-
-class ConnectionDropped(Exception):
-    """Raised after the response head so the server closes the connection mid-response."""
-
-
-class _DropFilter(logging.Filter):
-    """Keep uvicorn from logging a traceback for every deliberately dropped connection."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, ConnectionDropped)
 
 
 @dataclass
@@ -168,9 +156,7 @@ class BitrixSimulator:
         self._initial_events = EventConfig(**self.events.config.as_dict())
         self.portal_domain = portal_domain
         self.stats = Stats()
-        error_logger = logging.getLogger("uvicorn.error")
-        if not any(isinstance(f, _DropFilter) for f in error_logger.filters):
-            error_logger.addFilter(_DropFilter())
+        hide_drop_tracebacks()
 
     # --- ASGI ----------------------------------------------------------------------------------
 
@@ -203,7 +189,7 @@ class BitrixSimulator:
         headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         if reply.drop:
-            raise ConnectionDropped("simulated loss of the response after the write was committed")
+            raise DropConnection("simulated loss of the response after the write was committed")
         await send({"type": "http.response.body", "body": reply.body})
 
     # --- REST ----------------------------------------------------------------------------------
@@ -243,8 +229,7 @@ class BitrixSimulator:
             hook.expires_at is not None and self.wall_clock() > float(hook.expires_at)))
         if hook is None or expired or int(user_id) not in self.store.users:
             raise auth_error("INVALID_CREDENTIALS", "Invalid request credentials")
-        scopes = set(config.scopes.get(hook.key, hook.scopes))
-        if spec.scope and not (SCOPE_ALTERNATIVES.get(spec.scope, {spec.scope}) & scopes):
+        if not self._scope_ok(hook, spec):
             raise auth_error("insufficient_scope",
                              "The request requires higher privileges than provided by the webhook token")
         if config.overload:
@@ -252,6 +237,11 @@ class BitrixSimulator:
         if config.rest_unavailable:
             raise auth_error("ACCESS_DENIED", "REST is available only by subscription.")
         return hook
+
+    def _scope_ok(self, hook: Webhook, spec: MethodSpec) -> bool:
+        """The webhook's scopes (as the fault config may override them) allow the method."""
+        scopes = set(self.faults.config.scopes.get(hook.key, hook.scopes))
+        return not spec.scope or bool(SCOPE_ALTERNATIVES.get(spec.scope, {spec.scope}) & scopes)
 
     def _fault_reply(self, kind: str) -> HttpReply:
         self.stats.faults[f"error_{kind}"] += 1
@@ -407,8 +397,7 @@ class BitrixSimulator:
         self.stats.batch_commands[spec.name if spec else raw_method] += 1
         if spec is None:
             return Outcome({"error": METHOD_NOT_FOUND[0], "error_description": METHOD_NOT_FOUND[1]}, 0.0)
-        scopes = set(self.faults.config.scopes.get(hook.key, hook.scopes))
-        if spec.scope and not (SCOPE_ALTERNATIVES.get(spec.scope, {spec.scope}) & scopes):
+        if not self._scope_ok(hook, spec):
             return Outcome({"error": "insufficient_scope", "error_description":
                             "The request requires higher privileges than provided by the webhook token"}, 0.0)
         try:

@@ -84,10 +84,6 @@ class LeakyBucket:
             self._levels[key] = (level + 1, now)
             return True
 
-    def level(self, key: str) -> float:
-        with self._lock:
-            return self._drained(key, self.clock())
-
     def levels(self) -> dict[str, float]:
         with self._lock:
             now = self.clock()

@@ -237,7 +237,7 @@ def classic_handlers(kind: str) -> None:
         conditions = normalize_conditions(parse_filter(require_map(p.array("filter"), "filter"), normalize=_as_is))
         select = select_names(p.array("select"))
         kind_of = entity_kind_of(kind)
-        rows = apply_filter(ctx.store.rows(kind), conditions, kind_of, entity_value)
+        rows = ctx.store.rows(kind, lambda rs: apply_filter(rs, conditions, kind_of, entity_value))
         rows = sort_rows(rows, order, kind_of)
         page = paginate(rows, ctx.start, mode="page")
         return Reply([classic_row(kind, r, select, full=False) for r in page.rows], page.total, page.next)
@@ -440,7 +440,8 @@ def item_list(ctx: CallContext, p: Params) -> Reply:
             raise RestError("INVALID_ARG_VALUE", f"Invalid filter: field '{to_camel(cond.field)}' is not allowed "
                             "in filter", 400)
     order = parse_order(p.get("order"), normalize=lambda n: to_upper(n, kind))
-    rows = sort_rows(apply_filter(ctx.store.rows(kind), conditions, kind_of, entity_value), order, kind_of)
+    rows = sort_rows(ctx.store.rows(kind, lambda rs: apply_filter(rs, conditions, kind_of, entity_value)),
+                     order, kind_of)
     page = paginate(rows, ctx.start, mode="offset")
     select = select_names(p.get("select"))
     return Reply({"items": [item_view(kind, r, select) for r in page.rows]}, page.total, page.next)
@@ -576,7 +577,7 @@ def comment_list(ctx: CallContext, p: Params) -> Reply:
                 "ENTITY_TYPE": "text", "COMMENT": "text"}.get(field)  # type: ignore[return-value]
 
     order = parse_order(p.get("order")) or [("CREATED", True)]
-    rows = sort_rows(apply_filter(ctx.store.comment_rows(), conditions, kind_of), order, kind_of)
+    rows = sort_rows(ctx.store.comment_rows(lambda rs: apply_filter(rs, conditions, kind_of)), order, kind_of)
     page = paginate(rows, ctx.start, mode="offset")
     select = select_names(p.get("select"))
     views = [comment_view(r) for r in page.rows]
@@ -693,7 +694,7 @@ def _task_kind(field: str) -> FieldKind | None:
 def task_list(ctx: CallContext, p: Params) -> Reply:
     conditions = parse_filter(p.get("filter"), normalize=to_upper)
     order = parse_order(p.get("order"), normalize=to_upper)
-    rows = sort_rows(apply_filter(ctx.store.task_rows(), conditions, _task_kind), order, _task_kind)
+    rows = sort_rows(ctx.store.task_rows(lambda rs: apply_filter(rs, conditions, _task_kind)), order, _task_kind)
     page = paginate(rows, ctx.start, mode="offset")
     select = select_names(p.get("select"))
     return Reply({"tasks": [task_view(ctx.store, r, select) for r in page.rows]}, page.total, page.next)

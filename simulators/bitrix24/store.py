@@ -90,6 +90,14 @@ _COLORS = {None: "#39A8EF", "S": "#7BD500", "F": "#FF5752"}
 _SEMANTIC_NAMES = {None: "process", "S": "success", "F": "failure"}
 
 
+Keep = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]  # selects rows to read, from the live rows
+
+
+def _copies(rows: list[dict[str, Any]], keep: Keep | None) -> list[dict[str, Any]]:
+    """Deep copies of the rows `keep` selects: a list call copies its matches, not the whole store."""
+    return [copy.deepcopy(r) for r in (keep(rows) if keep else rows)]
+
+
 def normalize_phone(value: str) -> str:
     """Digits of a phone without its extension (how the duplicate index is assumed to compare)."""
     main = re.split(r"(?i)\s*(?:доб\.?|ext\.?|#|;|,)", value, maxsplit=1)[0]
@@ -348,9 +356,10 @@ class CrmStore:
         with self.lock:
             return entity_id in self.entities.get(kind, {})
 
-    def rows(self, kind: str) -> list[dict[str, Any]]:
+    def rows(self, kind: str, keep: Keep | None = None) -> list[dict[str, Any]]:
+        """Copies of the rows of `kind` that `keep` selects (under the lock; only those are copied)."""
         with self.lock:
-            return [copy.deepcopy(r) for r in self.entities[kind].values()]
+            return _copies(list(self.entities[kind].values()), keep)
 
     # --- duplicates --------------------------------------------------------------------------
 
@@ -435,13 +444,13 @@ class CrmStore:
                                    "CREATED_DATE": now, "CHANGED_DATE": now, "UF_CRM_TASK": [], **fields}
             return task_id
 
-    def comment_rows(self) -> list[dict[str, Any]]:
+    def comment_rows(self, keep: Keep | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return copy.deepcopy(list(self.comments.values()))
+            return _copies(list(self.comments.values()), keep)
 
-    def task_rows(self) -> list[dict[str, Any]]:
+    def task_rows(self, keep: Keep | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return copy.deepcopy(list(self.tasks.values()))
+            return _copies(list(self.tasks.values()), keep)
 
     def get_task(self, task_id: int) -> dict[str, Any] | None:
         with self.lock:

@@ -30,11 +30,12 @@ from simulators.onec import render, vtables
 from simulators.onec.dataset import Dataset
 from simulators.onec.engine import QueryEngine
 from simulators.onec.errors import ODataError, not_found_entity, not_found_set
-from simulators.onec.faults import DropConnection, FaultConfig, FaultState
+from simulators.onec.faults import FaultConfig, FaultState
 from simulators.onec.profiles import profile
 from simulators.onec.query import MISSING, Composite, Select, parse_filter, parse_int, parse_select
 from simulators.onec.tables import Registry, Table
 from simulators.onec.writes import Writer
+from simulators.serving import DropConnection
 
 DEFAULT_USERS = {"Администратор": "zeta-demo"}
 

@@ -27,7 +27,6 @@ from simulators.onec.keys import (
     Kind,
     data_version,
     folder_key,
-    from_seconds,
     guid,
     product_key,
     resolve,
@@ -651,5 +650,3 @@ class Dataset:
                 }
             return out
 
-    def period(self, seconds: int) -> datetime:
-        return from_seconds(seconds)

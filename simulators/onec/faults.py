@@ -7,11 +7,12 @@ test run is reproducible. `only_sets` limits the random faults to some entity se
 
 from __future__ import annotations
 
-import logging
 import random
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from simulators.serving import hide_drop_tracebacks
 
 
 class BrokenJsonRule(BaseModel):
@@ -51,17 +52,7 @@ class FaultConfig(BaseModel):
     only_sets: list[str] | None = None  # random faults only for these entity sets
 
 
-class DropConnection(Exception):
-    """Raised inside the ASGI app to make uvicorn close the socket without a (complete) response."""
-
-
-class _HideDrops(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, DropConnection)
-
-
-logging.getLogger("uvicorn.error").addFilter(_HideDrops())
+hide_drop_tracebacks()
 
 
 class FaultState:

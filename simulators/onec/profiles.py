@@ -26,7 +26,7 @@ class Field:
         return self.name[:-4] if self.target and self.name.endswith("_Key") else None
 
 
-S, G, B, D, N, I64 = "Edm.String", "Edm.Guid", "Edm.Boolean", "Edm.DateTime", "Edm.Double", "Edm.Int64"
+G, B, D, N, I64 = "Edm.Guid", "Edm.Boolean", "Edm.DateTime", "Edm.Double", "Edm.Int64"
 
 
 @dataclass(frozen=True, slots=True)

@@ -338,10 +338,6 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def _fold(v: Any) -> Any:
-    return v.casefold() if isinstance(v, str) else v
-
-
 def _compare(op: str, a: Any, b: Any) -> bool:
     if a is MISSING or b is MISSING:
         return False
@@ -595,22 +591,6 @@ def compile_filter(node: Any, ctx: Context) -> Callable[[Any], bool]:
     return lambda r: _truthy(expr(r))
 
 
-def properties(node: Any) -> set[tuple[str, ...]]:
-    """Every property path the expression reads."""
-    if isinstance(node, Prop):
-        return {node.path}
-    if isinstance(node, Bin):
-        return properties(node.left) | properties(node.right)
-    if isinstance(node, Unary):
-        return properties(node.operand)
-    if isinstance(node, Call):
-        out: set[tuple[str, ...]] = set()
-        for a in node.args:
-            out |= properties(a)
-        return out
-    if isinstance(node, Lambda):
-        return {node.collection}
-    return set()
 
 
 # ---------------------------------------------------------------------------------------- pushdown

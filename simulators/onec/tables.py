@@ -11,6 +11,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from simulators.onec import vocab
@@ -305,9 +306,11 @@ class ProductTable(Table):
         i = n - ITEM_BASE
         return self.F + i if self.ds.exists(i) else None
 
-    def getter(self, name: str) -> Callable[[int], Any] | None:
+    @cached_property
+    def _own_getters(self) -> dict[str, Callable[[int], Any]]:
+        """Columns computed from the data set (built once: `getter` runs per row in filters)."""
         ds, F, folders = self.ds, self.F, self.ds.folders
-        simple: dict[str, Callable[[int], Any]] = {
+        return {
             "Ref_Key": lambda r: folder_key(r) if r < F else product_key(r - F),
             "IsFolder": lambda r: r < F,
             "DeletionMark": lambda r: folders[r][2] if r < F else ds.deleted(r - F),
@@ -316,9 +319,10 @@ class ProductTable(Table):
             "Артикул": lambda r: "" if r < F else ds.article(r - F),
             "Parent_Key": lambda r: self._folder_parent(r) if r < F else ds.parent_key(r - F),
         }
-        if name in simple:
-            return simple[name]
-        return super().getter(name)
+
+    def getter(self, name: str) -> Callable[[int], Any] | None:
+        own = self._own_getters.get(name)
+        return own if own is not None else super().getter(name)
 
     @staticmethod
     def _folder_code(r: int) -> str:
@@ -330,9 +334,7 @@ class ProductTable(Table):
 
     def row(self, rid: int) -> dict[str, Any]:
         if rid >= self.F:
-            row = self.ds.product(rid - self.F, self.profile.name)
-            row["ДополнительныеРеквизиты"] = []
-            return row
+            return self.ds.product(rid - self.F, self.profile.name)
         name, _parent, deleted = self.ds.folders[rid]
         out: dict[str, Any] = {
             "Ref_Key": folder_key(rid), "DataVersion": data_version(1, rid + 77), "DeletionMark": deleted,
@@ -383,7 +385,7 @@ def price_record_row(ds: Dataset, reg: PriceRegister, p: Profile, i: int, rec: t
     return row
 
 
-def price_register_fields(reg: PriceRegister, p: Profile, *, virtual: bool = False) -> tuple[Field, ...]:
+def price_register_fields(reg: PriceRegister, p: Profile) -> tuple[Field, ...]:
     out: list[Field] = []
     if reg.subordinate:
         out.append(Field("Recorder", G, composite=True))
@@ -628,20 +630,24 @@ class Registry:
             return self._documents()[1]
         return None
 
-    def lookup(self, key: str) -> tuple[Table, int] | None:
-        """The table and row a reference key points at, if it exists in this base."""
-        found = resolve(key)
-        if found is None:
-            return None
+    @cached_property
+    def _table_of_kind(self) -> dict[Kind, str]:
+        """Entity set of each reference kind in this configuration (the profile is fixed)."""
         p = self.profile
-        names = {
+        return {
             Kind.PRODUCT: p.products, Kind.CHARACTERISTIC: p.characteristics, Kind.UNIT: p.units,
             Kind.CURRENCY: p.currencies, Kind.PRICE_TYPE: p.price_types, Kind.WAREHOUSE: p.warehouses,
             Kind.ORGANIZATION: p.organizations, Kind.PARTNER: p.partners, Kind.COUNTERPARTY: p.counterparties,
             Kind.AGREEMENT: p.agreements, Kind.CONTRACT: p.contracts, Kind.PRODUCT_KIND: p.product_kinds,
             Kind.ORDER: p.order_set,
         }
-        name = names.get(found[0])
+
+    def lookup(self, key: str) -> tuple[Table, int] | None:
+        """The table and row a reference key points at, if it exists in this base."""
+        found = resolve(key)
+        if found is None:
+            return None
+        name = self._table_of_kind.get(found[0])
         table = self.table(name) if name else None
         if table is None:
             return None

@@ -210,7 +210,7 @@ class SliceTable(_VirtualTable):
         self.reg = reg
         self.type_key = f"{reg.type_dim}_Key"
         self.period = parse_period("Period", params["Period"]) if params.get("Period") else None
-        self.fields = price_register_fields(reg, p, virtual=True)
+        self.fields = price_register_fields(reg, p)
         self.natural = ("Номенклатура_Key", "Характеристика_Key", self.type_key)
         self._pushdown({"Номенклатура_Key", "Характеристика_Key", self.type_key})
         self.types = _index_set(self.restr, self.type_key, Kind.PRICE_TYPE)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from simulators.onec.dataset import Dataset
-from simulators.onec.errors import ODataError, business
+from simulators.onec.errors import ODataError, business, not_found_entity
 from simulators.onec.keys import ZERO_GUID, Kind, data_version, guid
 from simulators.onec.profiles import Field, Profile
 from simulators.onec.query import Composite, parse_datetime
@@ -217,7 +217,7 @@ class Writer:
     def get(self, ref: str) -> dict[str, Any]:
         doc = self.ds.documents.get(ref)
         if doc is None or doc["_set"] != self.p.order_set:
-            raise ODataError(404, "9", f"Экземпляр сущности \"{self.p.order_set}\" не найден по переданному ключу.")
+            raise not_found_entity(self.p.order_set)
         return doc
 
     # -------------------------------------------------------------- operations
