@@ -187,7 +187,7 @@ class LiveBalance:
         path = client.virtual_table_path(
             stock.register_name, stock.function, Period=client.server_now(),
             Condition=f"'{f.product} eq {guid_literal(onec_ref)}'",
-            Dimensions="'" + ",".join(stock.dimensions) + "'")
+            Dimensions=stock.dimensions_param)
         self.requests += 1
         rows = client.list_page(stock.register_name, path=path, select=[f.product, f.warehouse, f.quantity],
                                 orderby=None)

@@ -11,14 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from resources.settings import (
-    ConfigError,
-    Settings,
-    config_path_from_env,
-    expand_env,
-    load_settings,
-    read_yaml_mapping,
-)
+from resources.settings import ConfigError, Settings, load_settings, read_config
 
 from .bitrix24 import Bitrix24Integration
 from .manager import IntegrationManager, integration_manager
@@ -36,8 +29,7 @@ def load_integrations_config(path: str | Path | None = None) -> dict[str, Any]:
 
     Raises `ConfigError` (naming the file) when the file is missing or not valid YAML.
     """
-    cfg_path = Path(path) if path else config_path_from_env()
-    return expand_env(read_yaml_mapping(cfg_path, "config file (set ZETA_CONFIG)"))
+    return read_config(path)[1]
 
 
 def setup_from_config(path: str | Path | None = None, *, manager: IntegrationManager | None = None,

@@ -151,10 +151,15 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def read_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """(the config file, its content with `${ENV}` expanded); `ZETA_CONFIG` when no path is given."""
+    cfg_path = Path(path) if path else config_path_from_env()
+    return cfg_path, expand_env(read_yaml_mapping(cfg_path, "config file (set ZETA_CONFIG)"), environ)
+
+
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read and validate the integrations config; raise `ConfigError` naming file and key."""
-    cfg_path = Path(path) if path else config_path_from_env()
-    data = expand_env(read_yaml_mapping(cfg_path, "config file (set ZETA_CONFIG)"), environ)
+    cfg_path, data = read_config(path, environ)
     settings = validate_config(Settings, data, cfg_path)
     settings.source = str(cfg_path)
     env = os.environ if environ is None else environ

@@ -117,7 +117,7 @@ def stock_pages(client: OneCClient, profile: MappingProfile, page_size: int) -> 
     section = profile.stock
     f = section.fields
     path = client.virtual_table_path(section.register_name, section.function, Period=client.server_now(),
-                                     Dimensions="'" + ",".join(section.dimensions) + "'")
+                                     Dimensions=section.dimensions_param)
     return client.iter_pages(section.register_name, page_size=page_size, path=path,
                              select=[f.product, f.warehouse, f.quantity], orderby=f"{f.product},{f.warehouse}")
 

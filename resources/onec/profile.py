@@ -82,6 +82,11 @@ class StockSection(StrictModel):
     dimensions: list[str]
     fields: StockFields
 
+    @property
+    def dimensions_param(self) -> str:
+        """The `Dimensions='…'` value of a `Balance` call: balances per product and warehouse only."""
+        return "'" + ",".join(self.dimensions) + "'"
+
 
 class OrderFields(StrictModel):
     product: str = "Номенклатура_Key"
