@@ -322,8 +322,10 @@ class Dataset:
 
     def current_price(self, i: int, price_type: int = 0, at: datetime | None = None) -> float | None:
         """Price per base unit in effect at `at` (default now); None when there is none."""
-        moment = to_seconds(at) if at else self.now_seconds()
-        best = self.slice_last(self.price_records(i), moment)
+        return self._price_at(i, price_type, to_seconds(at) if at else self.now_seconds())
+
+    def _price_at(self, i: int, price_type: int, moment: int, f: Facts | None = None) -> float | None:
+        best = self.slice_last(self.price_records(i, f), moment)
         values = [rec for (t, _c), rec in best.items() if t == price_type]
         if not values:
             return None
@@ -397,9 +399,11 @@ class Dataset:
 
     def stock(self, i: int, warehouses: Iterable[int] | None = None, at: datetime | None = None) -> float:
         """On-hand quantity of product i summed over warehouses (default all) and characteristics."""
-        moment = to_seconds(at) if at else self.now_seconds()
         chosen = set(range(len(vocab.WAREHOUSES)) if warehouses is None else warehouses)
-        total = sum(v[0] for (_c, w), v in self.balances(self.stock_records(i), moment).items() if w in chosen)
+        return self._stock_at(i, chosen, to_seconds(at) if at else self.now_seconds())
+
+    def _stock_at(self, i: int, chosen: set[int], moment: int, f: Facts | None = None) -> float:
+        total = sum(v[0] for (_c, w), v in self.balances(self.stock_records(i, f), moment).items() if w in chosen)
         return round(total, 3)
 
     # ------------------------------------------------------------------ name resolution
@@ -625,14 +629,8 @@ class Dataset:
                 f = self.facts(i)
                 article = self.article(i, f)
                 sku = losers.get(i) or article or self.code(i)
-                best = self.slice_last(self.price_records(i, f), moment)
-                prices = [rec for (pt, _c), rec in best.items() if pt == t]
-                price = None
-                if prices:
-                    rec = min(prices, key=lambda r: r[2])
-                    price = rec[4] / (vocab.UNITS[rec[3]][1] if rec[3] else 1.0)
-                stock = sum(v[0] for (_c, w), v in self.balances(self.stock_records(i, f), moment).items()
-                            if w in chosen)
+                price = self._price_at(i, t, moment, f)
+                stock = self._stock_at(i, chosen, moment, f)
                 parent = self.parent_key(i, f)
                 out[sku] = {
                     "ref": product_key(i),
@@ -644,7 +642,7 @@ class Dataset:
                     "unit": vocab.UNITS[f.unit][0],
                     "price": price,
                     "currency": currency,
-                    "stock": round(stock, 3),
+                    "stock": stock,
                     "is_active": not self.deleted(i, f),
                     "data_version": self.data_version(i, f),
                 }
