@@ -197,9 +197,11 @@ def _apply_sku_rule(conn: Connection, params: dict[str, Any], rule: list[str], r
     losers = {r for (r,) in conn.execute(text(_DUPLICATE_LOSERS_SQL), {"cb": params["cb"]})}
     order = "ref" if conn.dialect.name == "sqlite" else 'ref COLLATE "C"'
     # Streamed, not fetched whole: at 1M products the list alone would cost ~300 MB of RSS.
-    rows = conn.execution_options(yield_per=5000).execute(text(
+    # (On the statement, not the connection: connection options stick, and a server-side cursor
+    # on PostgreSQL cannot run the executemany below.)
+    rows = conn.execute(text(
         f"SELECT ref, article, code, COALESCE(name, '') = '' FROM raw_catalogue "
-        f"WHERE batch_id = :cb ORDER BY {order}"), {"cb": params["cb"]}).tuples()
+        f"WHERE batch_id = :cb ORDER BY {order}").execution_options(yield_per=5000), {"cb": params["cb"]}).tuples()
     used: set[str] = set()
     fixes = []
     first_is_article = rule[0] == "article"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 from datetime import timedelta
@@ -12,18 +11,22 @@ from sqlalchemy import text
 
 from resources.store import outbox
 from resources.store.database import Database, get_database
+from tests.postgres import fresh_database
 
-# Set to a PostgreSQL URL (an empty database) to run every test on PostgreSQL too.
-POSTGRES_URL = os.environ.get("ZETA_TEST_POSTGRES_URL", "")
+
+@pytest.fixture(scope="module")
+def postgres_url() -> str | None:
+    """One PostgreSQL database for this module (see tests/postgres.py)."""
+    return fresh_database("outbox")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path) -> Database:
+def db(request, tmp_path, postgres_url) -> Database:
     if request.param == "sqlite":
         return get_database(f"sqlite:///{tmp_path / 'outbox.db'}")
-    if not POSTGRES_URL:
-        pytest.skip("ZETA_TEST_POSTGRES_URL not set")
-    database = get_database(POSTGRES_URL)
+    if not postgres_url:
+        pytest.skip("no PostgreSQL: set ZETA_TEST_POSTGRES_URL or install pgserver")
+    database = get_database(postgres_url)
     with database.write() as conn:
         conn.execute(text("TRUNCATE outbox RESTART IDENTITY"))
     return database
