@@ -194,6 +194,22 @@ def require_map(value: Any, name: str) -> dict[Any, Any]:
 # --- classic CRM entities ----------------------------------------------------------------------
 
 
+def _valid_id(p: Params) -> int:
+    """The call's `id`/`ID`, or ID_INVALID as Bitrix24 answers for 0, negative or missing ids."""
+    entity_id = p.entity_id()
+    if entity_id <= 0:
+        raise crm_error(ID_INVALID)
+    return entity_id
+
+
+def _existing_id(ctx: CallContext, p: Params, kind: str) -> int:
+    """A valid id of an existing `kind` entity, else ID_INVALID / NOT_FOUND."""
+    entity_id = _valid_id(p)
+    if not ctx.store.exists(kind, entity_id):
+        raise crm_error(NOT_FOUND)
+    return entity_id
+
+
 def classic_handlers(kind: str) -> None:
     prefix = f"crm.{kind}"
     event = EVENT_PREFIX[kind]
@@ -205,18 +221,14 @@ def classic_handlers(kind: str) -> None:
         return Reply(entity_id)
 
     def get(ctx: CallContext, p: Params) -> Reply:
-        entity_id = p.entity_id()
-        if entity_id <= 0:
-            raise crm_error(ID_INVALID)
+        entity_id = _valid_id(p)
         row = ctx.store.get_entity(kind, entity_id)
         if row is None:
             raise crm_error(NOT_FOUND)
         return Reply(classic_row(kind, row, None, full=True))
 
     def update(ctx: CallContext, p: Params) -> Reply:
-        entity_id = p.entity_id()
-        if entity_id <= 0:
-            raise crm_error(ID_INVALID)
+        entity_id = _valid_id(p)
         fields = as_map(p.array("fields")) or {}
         if not ctx.store.update_entity(kind, entity_id, fields, ctx.user_id):
             raise crm_error(NOT_FOUND)
@@ -224,9 +236,7 @@ def classic_handlers(kind: str) -> None:
         return Reply(True)
 
     def delete(ctx: CallContext, p: Params) -> Reply:
-        entity_id = p.entity_id()
-        if entity_id <= 0:
-            raise crm_error(ID_INVALID)
+        entity_id = _valid_id(p)
         if not ctx.store.delete_entity(kind, entity_id):
             raise crm_error(NOT_FOUND)
         ctx.emit(event + "DELETE", entity_id)
@@ -279,21 +289,13 @@ def product_row_view(row: dict[str, Any]) -> dict[str, Any]:
 
 def product_rows_handlers(kind: str, owner_type: str) -> None:
     def set_(ctx: CallContext, p: Params) -> Reply:
-        entity_id = p.entity_id()
-        if entity_id <= 0:
-            raise crm_error(ID_INVALID)
-        if not ctx.store.exists(kind, entity_id):
-            raise crm_error(NOT_FOUND)
+        entity_id = _existing_id(ctx, p, kind)
         rows = [r for r in as_list(p.array("rows")) or [] if isinstance(r, dict)]
         ctx.store.set_product_rows(owner_type, entity_id, rows)
         return Reply(True)
 
     def get(ctx: CallContext, p: Params) -> Reply:
-        entity_id = p.entity_id()
-        if entity_id <= 0:
-            raise crm_error(ID_INVALID)
-        if not ctx.store.exists(kind, entity_id):
-            raise crm_error(NOT_FOUND)
+        entity_id = _existing_id(ctx, p, kind)
         return Reply([product_row_view(r) for r in ctx.store.get_product_rows(owner_type, entity_id)])
 
     register(f"crm.{kind}.productrows.set", "crm", set_)
