@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,18 +170,22 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
     try:
         params = {"cb": batches["catalogue"].id, "pb": batches["prices"].id, "sb": batches["stock"].id,
                   "cand": candidate_id, "cur": currency, "tab": "\t", "nl": "\n", "us": _US, "nil": _NIL}
-        with db.write() as conn:
-            dialect = conn.dialect.name
-            conn.execute(text(_STOCK_SQL), params)
-            conn.execute(text(_candidate_sql(dialect, rule, search_text is document.search_text)), params)
-            _apply_sku_rule(conn, params, rule, result)
-            if search_text is not None:
-                _fill_search_text(conn, candidate_id, search_text)
-            counts = conn.execute(text("""
-                SELECT COUNT(*), COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0),
-                       COUNT(price), COALESCE(SUM(CASE WHEN stock > 0 THEN 1 ELSE 0 END), 0)
-                FROM products_next WHERE candidate_id = :cand"""), params).one()
-            result.rows, result.active, result.with_price, result.in_stock = (int(v) for v in counts)
+        # The SKU rule reads only the staged catalogue: it is planned on a reader connection while
+        # the writer runs the set-based inserts (Python work beside SQLite work that frees the GIL).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sku-rule") as pool:
+            planned = pool.submit(_plan_sku_fixes, db, params, rule, result)
+            with db.write() as conn:
+                dialect = conn.dialect.name
+                conn.execute(text(_STOCK_SQL), params)
+                conn.execute(text(_candidate_sql(dialect, rule, search_text is document.search_text)), params)
+                _apply_sku_fixes(conn, planned.result())
+                if search_text is not None:
+                    _fill_search_text(conn, candidate_id, search_text)
+                counts = conn.execute(text("""
+                    SELECT COUNT(*), COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0),
+                           COUNT(price), COALESCE(SUM(CASE WHEN stock > 0 THEN 1 ELSE 0 END), 0)
+                    FROM products_next WHERE candidate_id = :cand"""), params).one()
+                result.rows, result.active, result.with_price, result.in_stock = (int(v) for v in counts)
     except BaseException as exc:
         fail_batch(db, candidate_id, f"{type(exc).__name__}: {exc}")
         raise
@@ -191,29 +196,35 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
     return result
 
 
-def _apply_sku_rule(conn: Connection, params: dict[str, Any], rule: list[str], result: CandidateResult) -> None:
-    """Run the sequential SKU rule (in 1C ref order, as before) and fix the rows where its SKU is
-    not the set-based first choice: a duplicate-article loser, a taken SKU, surrounding whitespace."""
-    losers = {r for (r,) in conn.execute(text(_DUPLICATE_LOSERS_SQL), {"cb": params["cb"]})}
-    order = "ref" if conn.dialect.name == "sqlite" else 'ref COLLATE "C"'
-    # Streamed, not fetched whole: at 1M products the list alone would cost ~300 MB of RSS.
-    # (On the statement, not the connection: connection options stick, and a server-side cursor
-    # on PostgreSQL cannot run the executemany below.)
-    rows = conn.execute(text(
-        f"SELECT ref, article, code, COALESCE(name, '') = '' FROM raw_catalogue "
-        f"WHERE batch_id = :cb ORDER BY {order}").execution_options(yield_per=5000), {"cb": params["cb"]}).tuples()
-    used: set[str] = set()
-    fixes = []
-    first_is_article = rule[0] == "article"
-    for ref, article, code, no_name in rows:
-        value = article if first_is_article else code
-        if value and value not in used and value == value.strip() and not (first_is_article and ref in losers):
-            used.add(value)  # the common case, inlined: the first source wins, as the SQL took it
-            continue
-        sku = _assign_sku(ref, article, code, rule, losers, used, result)
-        used.add(sku)
-        if sku != _first_choice(ref, article, code, rule):
-            fixes.append({"cand": params["cand"], "ref": ref, "sku": sku, "no_name": bool(no_name)})
+def _plan_sku_fixes(db: Database, params: dict[str, Any], rule: list[str],
+                    result: CandidateResult) -> list[dict[str, Any]]:
+    """Run the sequential SKU rule (in 1C ref order) over the staged catalogue and return the rows
+    where its SKU is not the set-based first choice: a duplicate-article loser, a taken SKU,
+    surrounding whitespace. Collisions are noted in `result`."""
+    with db.read() as conn:
+        losers = {r for (r,) in conn.execute(text(_DUPLICATE_LOSERS_SQL), {"cb": params["cb"]})}
+        order = "ref" if conn.dialect.name == "sqlite" else 'ref COLLATE "C"'
+        # Streamed, not fetched whole: at 1M products the list alone would cost ~300 MB of RSS.
+        rows = conn.execute(text(
+            f"SELECT ref, article, code, COALESCE(name, '') = '' FROM raw_catalogue "
+            f"WHERE batch_id = :cb ORDER BY {order}").execution_options(yield_per=5000),
+            {"cb": params["cb"]}).tuples()
+        used: set[str] = set()
+        fixes = []
+        first_is_article = rule[0] == "article"
+        for ref, article, code, no_name in rows:
+            value = article if first_is_article else code
+            if value and value not in used and value == value.strip() and not (first_is_article and ref in losers):
+                used.add(value)  # the common case, inlined: the first source wins, as the SQL took it
+                continue
+            sku = _assign_sku(ref, article, code, rule, losers, used, result)
+            used.add(sku)
+            if sku != _first_choice(ref, article, code, rule):
+                fixes.append({"cand": params["cand"], "ref": ref, "sku": sku, "no_name": bool(no_name)})
+    return fixes
+
+
+def _apply_sku_fixes(conn: Connection, fixes: list[dict[str, Any]]) -> None:
     if fixes:
         # The signature starts with the SKU; the name is the SKU when 1C has none.
         conn.execute(text("""
