@@ -6,10 +6,8 @@ temporary folder), started once per test session. Each caller gets a database of
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
-import shutil
 import tempfile
 import threading
 
@@ -35,10 +33,8 @@ def _server() -> str | None:
                 except ImportError:
                     return None
                 folder = tempfile.mkdtemp(prefix="zeta-pg-")
-                server = pgserver.get_server(folder, cleanup_mode="stop")
-                atexit.register(shutil.rmtree, folder, True)
+                pgserver.get_server(folder, cleanup_mode="delete")  # stopped and removed at exit
                 _server_url = "postgresql+psycopg2://postgres@/postgres?host=" + folder
-                _server_url = _server_url if server else None
         return _server_url
 
 
