@@ -118,6 +118,11 @@ def start_simulator(size: int, password: str) -> ProcessServer:
                          env={"ONEC_PASSWORD": password}).start(timeout=600)
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=100_000)
@@ -134,13 +139,14 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="zeta-bench-"))
     print(f"catalogue sync benchmark — {args.size:,} products, page size {PAGE}, simulator in a subprocess")
     with start_simulator(args.size, password) as sim:
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_before = _cpu_seconds()
         floor_cpu_wall, _ = fetch_floor(sim.url, password)  # also warms the simulator's caches
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-        floor_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+        floor_cpu = _cpu_seconds() - cpu_before
         seq_a, rows = fetch_floor(sim.url, password)
         con_a, _ = fetch_floor(sim.url, password, concurrent=True)
+        cpu_before = _cpu_seconds()
         e2e, result = sync(sim.url, password, f"sqlite:///{tmp / 'bench.db'}")
+        e2e_cpu = _cpu_seconds() - cpu_before
         seq_b, _ = fetch_floor(sim.url, password)
         con_b, _ = fetch_floor(sim.url, password, concurrent=True)
         floor = min(statistics.mean([seq_a, seq_b]), statistics.mean([con_a, con_b]))
@@ -154,6 +160,8 @@ def main() -> int:
         print(f"  stages: {stages} (extracts side by side: {extracts})")
         print(f"  this process's CPU during a floor fetch: {floor_cpu:.2f}s of {floor_cpu_wall:.2f}s wall "
               f"(the rest of the fetch is the 1C side)")
+        print(f"  this process's CPU during the end-to-end sync: {e2e_cpu:.2f}s of {e2e:.2f}s wall, "
+              f"{e2e_cpu / floor:.2f}× the floor ({os.cpu_count()} cores; the simulator keeps one busy while it serves)")
 
         changed = httpx.post(f"{sim.url}/_admin/mutate", json={"op": "change_fraction", "share": 0.01, "seed": 5},
                              timeout=60).json()["results"][0]
