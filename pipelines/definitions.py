@@ -8,7 +8,7 @@ import warnings
 from dagster import BetaWarning, Definitions, EnvVar
 
 from assets.catalogue.assets import CATALOGUE_ASSETS, CATALOGUE_CHECKS, CatalogueRulesResource
-from pipelines.catalogue import catalogue_schedules, catalogue_sync_job, stock_refresh_job
+from pipelines.catalogue import catalogue_schedules, catalogue_sync_job, stock_refresh_job, with_freshness
 from pipelines.push import PUSH_JOBS, PUSH_SENSORS, push_resources
 from resources.onec.resource import OneCResource
 from resources.settings import load_settings
@@ -26,7 +26,7 @@ def build_definitions() -> Definitions:
     store = StoreResource(database_url=EnvVar("ZETA_DATABASE_URL") if os.environ.get("ZETA_DATABASE_URL")
                           else settings.database.url)
     return Definitions(
-        assets=CATALOGUE_ASSETS,
+        assets=with_freshness(CATALOGUE_ASSETS, settings.schedules),
         asset_checks=CATALOGUE_CHECKS,
         jobs=[catalogue_sync_job, stock_refresh_job, *PUSH_JOBS],
         schedules=catalogue_schedules(settings.schedules),

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from resources.store.database import PROJECT_ROOT
 
@@ -74,10 +82,27 @@ class IntegrationsSettings(BaseModel):
     bitrix24: Bitrix24Settings = Field(default_factory=Bitrix24Settings)
 
 
+class FreshnessWindow(StrictModel):
+    """How old an asset's last materialization may get: a warning after `warn_minutes`, a failure
+    after `fail_minutes` (shown as the asset's freshness in the Dagster UI)."""
+
+    warn_minutes: int = Field(gt=0)
+    fail_minutes: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _warn_before_fail(self) -> FreshnessWindow:
+        if self.warn_minutes >= self.fail_minutes:
+            raise ValueError(f"warn_minutes ({self.warn_minutes}) must be below fail_minutes ({self.fail_minutes})")
+        return self
+
+
 class ScheduleSettings(StrictModel):
     timezone: str = "Asia/Almaty"
     catalogue_cron: str = "0 * * * *"
     stock_cron: str = "*/10 * * * *"
+    # Hourly catalogue: one missed run warns, two fail. Stock every 10 minutes: 20 / 60.
+    catalogue_freshness: FreshnessWindow = FreshnessWindow(warn_minutes=90, fail_minutes=180)
+    stock_freshness: FreshnessWindow = FreshnessWindow(warn_minutes=20, fail_minutes=60)
 
     @field_validator("catalogue_cron", "stock_cron")
     @classmethod

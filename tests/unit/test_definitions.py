@@ -4,6 +4,9 @@ import importlib
 import os
 import subprocess
 import sys
+from datetime import timedelta
+
+from dagster import AssetKey
 
 from resources.store.database import PROJECT_ROOT
 
@@ -22,11 +25,18 @@ def test_definitions_load_with_contract_names():
     assert keys == {"onec_catalogue_raw", "onec_prices_raw", "onec_stock_raw", "products_candidate", "products"}
     checks = {k.name for k in graph.asset_check_keys}
     assert checks == {"unique_skus", "no_negative_prices", "shrink_guard"}
+    windows = {k.to_user_string(): (graph.get(k).freshness_policy.warn_window.to_timedelta().total_seconds() / 60,
+                                    graph.get(k).freshness_policy.fail_window.to_timedelta().total_seconds() / 60)
+               for k in graph.get_all_asset_keys()}
+    assert windows == {"onec_catalogue_raw": (90, 180), "onec_prices_raw": (90, 180), "onec_stock_raw": (20, 60),
+                       "products_candidate": (20, 60), "products": (20, 60)}
 
 
 def test_crons_come_from_the_config(tmp_path, monkeypatch):
     cfg = (PROJECT_ROOT / "config" / "integrations.yaml").read_text(encoding="utf-8")
     cfg = cfg.replace('catalogue_cron: "0 * * * *"', 'catalogue_cron: "15 */2 * * *"')
+    cfg = cfg.replace("stock_freshness: {warn_minutes: 20, fail_minutes: 60}",
+                      "stock_freshness: {warn_minutes: 45, fail_minutes: 120}")
     path = tmp_path / "integrations.yaml"
     path.write_text(cfg, encoding="utf-8")
     monkeypatch.setenv("ZETA_CONFIG", str(path))
@@ -34,6 +44,9 @@ def test_crons_come_from_the_config(tmp_path, monkeypatch):
 
     defs = importlib.reload(module).defs
     assert {s.name: s.cron_schedule for s in defs.schedules}["catalogue_hourly"] == "15 */2 * * *"
+    policy = defs.resolve_asset_graph().get(AssetKey("products")).freshness_policy
+    assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (timedelta(minutes=45),
+                                                                                      timedelta(minutes=120))
     monkeypatch.delenv("ZETA_CONFIG")
     importlib.reload(module)
 

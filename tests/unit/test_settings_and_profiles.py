@@ -44,6 +44,19 @@ def test_bad_cron_is_rejected(tmp_path: Path):
         load_settings(cfg, environ={})
 
 
+def test_freshness_windows_load_and_warn_must_come_before_fail(tmp_path: Path):
+    s = load_settings(environ={})
+    assert (s.schedules.catalogue_freshness.warn_minutes, s.schedules.catalogue_freshness.fail_minutes) == (90, 180)
+    assert (s.schedules.stock_freshness.warn_minutes, s.schedules.stock_freshness.fail_minutes) == (20, 60)
+    cfg = tmp_path / "integrations.yaml"
+    cfg.write_text("schedules:\n  stock_freshness: {warn_minutes: 60, fail_minutes: 30}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="schedules.stock_freshness.*warn_minutes \\(60\\) must be below"):
+        load_settings(cfg, environ={})
+    cfg.write_text("schedules:\n  catalogue_freshness: {warn_minutes: 0, fail_minutes: 30}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="schedules.catalogue_freshness.warn_minutes"):
+        load_settings(cfg, environ={})
+
+
 def test_missing_config_file(tmp_path: Path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.yaml", environ={})
