@@ -27,11 +27,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select
 
-from resources.store import outbox
+from resources.store import crm_events, outbox
 from resources.store.database import Database
 from resources.store.schema import products
 
-from .results import failure
+from .results import failure, iso_utc
 
 logger = logging.getLogger("integrations.intake")
 
@@ -437,9 +437,26 @@ def get_outbox_status(db: Database, row_id: str) -> dict[str, Any]:
     row = outbox.get(db, row_id)
     if row is None:
         return failure(f"id: nothing with id {row_id!r} in the outbox")
-    return {"success": True, "id": row.id, "kind": row.kind, "status": BOT_STATUS.get(row.status, row.status),
-            "outbox_status": row.status, "attempts": row.attempts, "last_error": row.last_error,
-            **{k: v for k, v in row.external_ids().items() if v not in (None, False)}}
+    answer = {"success": True, "id": row.id, "kind": row.kind, "status": BOT_STATUS.get(row.status, row.status),
+              "outbox_status": row.status, "attempts": row.attempts, "last_error": row.last_error,
+              **{k: v for k, v in row.external_ids().items() if v not in (None, False)}}
+    crm = _crm_state(db, row)
+    if crm is not None:
+        answer["crm"] = crm
+    return answer
+
+
+def _crm_state(db: Database, row: outbox.OutboxRow) -> dict[str, Any] | None:
+    """The last stage Bitrix24 reported for the row's deal (an order) or lead, when one is known:
+    `{"entity", "id", "stage", "semantic": in_progress | won | lost | deleted, "modified", "checked_at"}`."""
+    target = ("deal", row.b24_deal_id) if row.b24_deal_id else ("lead", row.b24_lead_id) if row.b24_lead_id else None
+    if target is None:
+        return None
+    known = crm_events.state_of(db, target[0], int(target[1]))
+    if known is None:
+        return None
+    state, fetched_at = known
+    return {**state.as_bot_dict(), "checked_at": iso_utc(fetched_at)}
 
 
 __all__ = ["BOT_STATUS", "get_outbox_status", "log_activity", "normalize_phone", "submit_lead", "submit_order"]

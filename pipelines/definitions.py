@@ -9,6 +9,7 @@ from dagster import BetaWarning, Definitions, EnvVar
 
 from assets.catalogue.assets import CATALOGUE_ASSETS, CATALOGUE_CHECKS, CatalogueRulesResource
 from pipelines.catalogue import catalogue_schedules, catalogue_sync_job, stock_refresh_job, with_freshness
+from pipelines.crm_events.jobs import CRM_JOBS, CRM_SENSORS, crm_schedules
 from pipelines.push import PUSH_JOBS, PUSH_SENSORS, push_resources
 from resources.onec.resource import OneCResource
 from resources.settings import load_settings
@@ -28,9 +29,9 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=with_freshness(CATALOGUE_ASSETS, settings.schedules),
         asset_checks=CATALOGUE_CHECKS,
-        jobs=[catalogue_sync_job, stock_refresh_job, *PUSH_JOBS],
-        schedules=catalogue_schedules(settings.schedules),
-        sensors=PUSH_SENSORS,
+        jobs=[catalogue_sync_job, stock_refresh_job, *PUSH_JOBS, *CRM_JOBS],
+        schedules=[*catalogue_schedules(settings.schedules), *crm_schedules(settings.schedules)],
+        sensors=[*PUSH_SENSORS, *CRM_SENSORS],
         resources={
             "onec": onec_resource,
             "store": store,

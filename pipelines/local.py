@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
+from pipelines.crm_events.receiver import EVENTS_PATH
 from resources.store.database import PROJECT_ROOT, get_database
 from simulators.serving import ProcessServer, free_port
 
@@ -68,6 +69,24 @@ def _start_simulators(size: int) -> tuple[list[ProcessServer], dict[str, str]]:
     return servers, env
 
 
+def _start_event_receiver(servers: list[ProcessServer], env: dict[str, str]) -> None:
+    """The CRM event receiver, with the Bitrix24 simulator's outgoing webhook pointed at it, so
+    stage changes made in the simulator reach `crm_events_sensor` in the UI."""
+    b24 = next((s for s in servers if s.module == "simulators.bitrix24"), None)
+    if b24 is None:
+        return
+    token = secrets.token_urlsafe(24)
+    try:
+        receiver = ProcessServer("pipelines.crm_events", [], port=_port(8090),
+                                 env={**env, "BITRIX24_EVENT_TOKEN": token}).start()
+    except Exception as exc:  # the rest of the UI works without it
+        print(f"CRM event receiver not started: {exc}")
+        return
+    servers.append(receiver)
+    httpx.post(f"{b24.url}/_admin/events", timeout=10, json={
+        "handler_url": f"{receiver.url}{EVENTS_PATH}", "application_token": token}).raise_for_status()
+
+
 def _summary() -> None:
     db = get_database()
     with db.read() as conn:
@@ -108,7 +127,8 @@ def demo(size: int) -> int:
 def ui(size: int, port: int) -> int:
     home = _dagster_home()
     servers, env = _start_simulators(size)
-    print(f"simulators: {', '.join(s.url for s in servers)}; Dagster UI on http://127.0.0.1:{port}")
+    _start_event_receiver(servers, env)
+    print(f"simulators and the CRM event receiver: {', '.join(s.url for s in servers)}; Dagster UI on http://127.0.0.1:{port}")
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(port)]
 
     def _default_sigint() -> None:  # dagster dev must see Ctrl-C even when started from a script

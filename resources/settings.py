@@ -100,11 +100,12 @@ class ScheduleSettings(StrictModel):
     timezone: str = "Asia/Almaty"
     catalogue_cron: str = "0 * * * *"
     stock_cron: str = "*/10 * * * *"
+    crm_reconcile_cron: str = "*/15 * * * *"
     # Hourly catalogue: one missed run warns, two fail. Stock every 10 minutes: 20 / 60.
     catalogue_freshness: FreshnessWindow = FreshnessWindow(warn_minutes=90, fail_minutes=180)
     stock_freshness: FreshnessWindow = FreshnessWindow(warn_minutes=20, fail_minutes=60)
 
-    @field_validator("catalogue_cron", "stock_cron")
+    @field_validator("catalogue_cron", "stock_cron", "crm_reconcile_cron")
     @classmethod
     def _five_fields(cls, value: str) -> str:
         if len(value.split()) != 5:

@@ -16,10 +16,12 @@ def test_definitions_load_with_contract_names():
 
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"catalogue_sync", "stock_refresh", "push_outbox", "replay_dead"} <= jobs
-    assert {s.name for s in defs.sensors} == {"outbox_sensor"}
+    assert {"apply_crm_events", "crm_reconcile"} <= jobs
+    assert {s.name for s in defs.sensors} == {"outbox_sensor", "crm_events_sensor"}
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["catalogue_hourly"].cron_schedule == "0 * * * *"
     assert schedules["stock_every_10_minutes"].cron_schedule == "*/10 * * * *"
+    assert schedules["crm_reconcile_schedule"].cron_schedule == "*/15 * * * *"
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"onec_catalogue_raw", "onec_prices_raw", "onec_stock_raw", "products_candidate", "products"}

@@ -1,0 +1,106 @@
+"""Dagster wiring of CRM events: job `apply_crm_events`, sensor `crm_events_sensor`, job and
+schedule `crm_reconcile`.
+
+Thin: the logic lives in `pipelines.crm_events.apply`. No `from __future__ import annotations`
+here — Dagster reads the real annotations of ops and sensors.
+"""
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    OpExecutionContext,
+    RunRequest,
+    RunsFilter,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    job,
+    op,
+    sensor,
+)
+
+from pipelines.push.mapping import load_bitrix24_mapping
+from pipelines.push.runtime import PushConfigResource
+from resources.bitrix24.resource import Bitrix24Resource
+from resources.settings import ScheduleSettings
+from resources.store.crm_events import event_counts, pending_summary
+from resources.store.resource import StoreResource
+
+from .apply import apply_pending_events, reconcile
+
+APPLY_JOB_NAME = "apply_crm_events"
+SENSOR_INTERVAL_SECONDS = 15
+_ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+           DagsterRunStatus.STARTED]
+
+
+def _originator(push_config: PushConfigResource) -> str:
+    return load_bitrix24_mapping(push_config.bitrix24_mapping).originator_id
+
+
+@op(description="Read every deal and lead named by pending Bitrix24 events and store its stage "
+                "(crm_state); metadata counts events, objects read, states changed, ignored, failed.")
+def apply_crm_events_op(context: OpExecutionContext, store: StoreResource, bitrix24: Bitrix24Resource,
+                        push_config: PushConfigResource) -> dict:
+    if not bitrix24.webhook_url:
+        context.log.warning("BITRIX24_WEBHOOK_URL is empty: events stay pending until the CRM can be read")
+        return {}
+    db = store.database()
+    with bitrix24.client() as client:
+        report = apply_pending_events(db, client, _originator(push_config))
+    context.log.info(f"apply_crm_events: {report.summary()} in {report.seconds:.2f}s")
+    for error in report.errors[:20]:
+        context.log.warning(error)
+    context.add_output_metadata({**report.summary(), "duration_s": round(report.seconds, 3),
+                                 **{f"inbox_{k}": v for k, v in event_counts(db).items()}})
+    return report.summary()
+
+
+@job(name=APPLY_JOB_NAME, description="Apply pending Bitrix24 events: the stages of the bot's deals and leads.",
+     tags={"zeta/area": "crm_events"})
+def apply_crm_events_job() -> None:
+    apply_crm_events_op()
+
+
+@op(description="List the bot's deals and leads changed since the newest known change and store their stages: "
+                "catches events Bitrix24 dropped (it never resends one).")
+def reconcile_crm_op(context: OpExecutionContext, store: StoreResource, bitrix24: Bitrix24Resource,
+                     push_config: PushConfigResource) -> dict:
+    if not bitrix24.webhook_url:
+        context.log.warning("BITRIX24_WEBHOOK_URL is empty: nothing to reconcile")
+        return {}
+    with bitrix24.client() as client:
+        report = reconcile(store.database(), client, _originator(push_config))
+    summary = {**{f"listed_{k}": v for k, v in report.listed.items()}, "states_changed": report.states_changed}
+    context.add_output_metadata({**summary, "duration_s": round(report.seconds, 3)})
+    return summary
+
+
+@job(name="crm_reconcile", description="Re-read the bot's Bitrix24 deals and leads changed lately.",
+     tags={"zeta/area": "crm_events"})
+def crm_reconcile_job() -> None:
+    reconcile_crm_op()
+
+
+@sensor(name="crm_events_sensor", job=apply_crm_events_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Starts apply_crm_events when Bitrix24 events are pending; reads only the local inbox.")
+def crm_events_sensor(context: SensorEvaluationContext, store: StoreResource):
+    summary = pending_summary(store.database())
+    if summary.count == 0:
+        return SkipReason("no pending Bitrix24 events")
+    active = context.instance.get_runs(RunsFilter(job_name=APPLY_JOB_NAME, statuses=_ACTIVE), limit=1)
+    if active:
+        return SkipReason(f"{summary.count} event(s) pending; run {active[0].run_id[:8]} is still going")
+    # A new event, or a failed attempt (attempts grow), makes a new key: run keys are kept forever.
+    return RunRequest(run_key=f"crm-events:{summary.work_key}", tags={"zeta/pending_events": str(summary.count)})
+
+
+def crm_schedules(s: ScheduleSettings) -> list[ScheduleDefinition]:
+    return [ScheduleDefinition(name="crm_reconcile_schedule", job=crm_reconcile_job, cron_schedule=s.crm_reconcile_cron,
+                               execution_timezone=s.timezone, default_status=DefaultScheduleStatus.RUNNING)]
+
+
+CRM_JOBS = [apply_crm_events_job, crm_reconcile_job]
+CRM_SENSORS = [crm_events_sensor]

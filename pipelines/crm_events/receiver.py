@@ -1,0 +1,81 @@
+"""The HTTP receiver of Bitrix24's outgoing webhook: verify, store once, answer at once.
+
+    BITRIX24_EVENT_TOKEN=… python -m pipelines.crm_events --port 8090
+
+`POST /bitrix24/events` takes the form-encoded call (reference §8), checks
+`auth[application_token]` in constant time, and stores the event in `crm_events` (a repeat of
+the same call is answered 200 and not stored twice). The work — reading the changed deal or lead —
+is left to the `apply_crm_events` job that `crm_events_sensor` starts, because Bitrix24 gives a
+handler little time and never resends a call that failed. Put it behind the HTTPS proxy that
+Bitrix24 requires (no plain HTTP, no self-signed certificates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from resources.bitrix24.events import MAX_BODY_BYTES, EventRejected, parse_event
+from resources.settings import load_settings
+from resources.store.crm_events import pending_summary, record_event
+from resources.store.database import Database, get_database
+
+logger = logging.getLogger("integrations.bitrix24")
+
+EVENTS_PATH = "/bitrix24/events"
+TOKEN_ENV = "BITRIX24_EVENT_TOKEN"
+_FORM = "application/x-www-form-urlencoded"
+
+
+def create_receiver(db: Database, token: str) -> Starlette:
+    """The receiver app over `db`; `token` is the outgoing webhook's application token."""
+
+    async def receive(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != _FORM:
+            return JSONResponse({"error": f"content-type: expected {_FORM}, got {content_type or 'none'!r}"}, 415)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return JSONResponse({"error": f"body of {declared} bytes is over {MAX_BODY_BYTES}"}, 413)
+        body = await request.body()
+        try:
+            event = parse_event(body, token)
+        except EventRejected as exc:
+            logger.warning("Bitrix24 event rejected (%d) from %s: %s", exc.status,
+                           request.client.host if request.client else "?", exc)
+            return JSONResponse({"error": str(exc)}, exc.status)
+        event_id, created = await run_in_threadpool(record_event, db, event)
+        logger.info("Bitrix24 event %s %s id=%d ts=%d %s", event.event, event.entity, event.entity_id, event.ts,
+                    "stored" if created else "already stored")
+        return JSONResponse({"accepted": True, "event_id": event_id, "duplicate": not created})
+
+    async def health(request: Request) -> JSONResponse:
+        summary = await run_in_threadpool(pending_summary, db)
+        return JSONResponse({"ok": True, "pending_events": summary.count})
+
+    return Starlette(routes=[Route(EVENTS_PATH, receive, methods=["POST"]), Route("/health", health)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Receiver of Bitrix24 outgoing-webhook events")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    args = parser.parse_args(argv)
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        parser.error(f"{TOKEN_ENV} is not set: copy the application token of the outgoing webhook from the portal")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    db = get_database(os.environ.get("ZETA_DATABASE_URL") or settings.database.url)
+    logger.info("receiving Bitrix24 events on http://%s:%d%s into %s", args.host, args.port, EVENTS_PATH,
+                db.safe_url)
+    uvicorn.run(create_receiver(db, token), host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,112 @@
+"""CRM events: parsing and token check of one outgoing-webhook call, the inbox's once-only store,
+and the state table keeping the newest read."""
+
+from urllib.parse import urlencode
+
+import pytest
+
+from pipelines.crm_events.apply import state_from_row, utc_iso
+from resources.bitrix24.events import MAX_BODY_BYTES, CrmEvent, EventRejected, parse_event
+from resources.store import crm_events
+from resources.store.crm_events import CrmObjectState
+from resources.store.database import Database
+from tests.postgres import fresh_database
+
+TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
+
+
+def body(**overrides: str) -> bytes:
+    fields = {"event": "ONCRMDEALUPDATE", "event_handler_id": "975", "data[FIELDS][ID]": "662", "ts": "1724140800",
+              "auth[domain]": "portal.bitrix24.kz", "auth[application_token]": TOKEN, **overrides}
+    return urlencode({k: v for k, v in fields.items() if v is not None}).encode()
+
+
+def rejected(raw: bytes, token: str = TOKEN) -> EventRejected:
+    with pytest.raises(EventRejected) as err:
+        parse_event(raw, token)
+    return err.value
+
+
+def test_a_reference_call_parses():
+    assert parse_event(body(), TOKEN) == CrmEvent("ONCRMDEALUPDATE", "deal", "update", 662, 1724140800)
+    lead = parse_event(body(event="oncrmleadadd", **{"data[FIELDS][ID]": "7"}), TOKEN)
+    assert (lead.event, lead.entity, lead.action, lead.entity_id) == ("ONCRMLEADADD", "lead", "add", 7)
+
+
+@pytest.mark.parametrize("token", ["", "wrong-token", TOKEN[:-1], TOKEN + "x"])
+def test_a_wrong_or_missing_token_is_401_and_never_echoed(token):
+    err = rejected(body(**{"auth[application_token]": token or None}))
+    assert err.status == 401 and "auth[application_token]" in str(err)
+    assert TOKEN not in str(err) and (not token or token not in str(err))
+
+
+def test_the_token_is_checked_before_the_fields():
+    """An unauthenticated caller learns nothing about what would be accepted."""
+    err = rejected(body(event="SOMETHING", **{"auth[application_token]": "nope"}))
+    assert err.status == 401
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ({"event": "ONTASKADD"}, "event"), ({"event": None}, "event"),
+    ({"data[FIELDS][ID]": "abc"}, "data[FIELDS][ID]"), ({"data[FIELDS][ID]": "0"}, "data[FIELDS][ID]"),
+    ({"data[FIELDS][ID]": None}, "data[FIELDS][ID]"), ({"ts": "-5"}, "ts"),
+])
+def test_a_bad_field_is_400_naming_it(overrides, field):
+    err = rejected(body(**overrides))
+    assert err.status == 400 and str(err).startswith(field + ":")
+
+
+def test_size_encoding_and_missing_configuration():
+    assert rejected(b"x" * (MAX_BODY_BYTES + 1)).status == 413
+    assert rejected(b"event=\xff\xfe").status == 400
+    assert rejected(body(), token="").status == 503
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> Database:
+    url = f"sqlite:///{tmp_path / 'z.db'}" if request.param == "sqlite" else fresh_database("crm")
+    if not url:
+        pytest.skip("no PostgreSQL: set ZETA_TEST_POSTGRES_URL or install pgserver")
+    database = Database(url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def test_the_inbox_stores_each_call_once(db):
+    event = parse_event(body(), TOKEN)
+    first, created = crm_events.record_event(db, event)
+    again, created_again = crm_events.record_event(db, event)
+    later, created_later = crm_events.record_event(db, parse_event(body(ts="1724140900"), TOKEN))
+    assert (created, created_again, created_later) == (True, False, True)
+    assert first == again != later
+    summary = crm_events.pending_summary(db)
+    assert (summary.count, summary.newest_id) == (2, later)
+    crm_events.finish_events(db, {first: ("failed", "boom")}, max_attempts=2)
+    assert crm_events.pending_summary(db).attempts == 1  # still pending, one attempt more: a new sensor key
+    crm_events.finish_events(db, {first: ("failed", "boom")}, max_attempts=2)
+    assert crm_events.event_counts(db) == {"failed": 1, "pending": 1}
+
+
+def test_state_keeps_the_newest_read_and_counts_only_changes(db):
+    new = CrmObjectState("deal", 5, "BOT-000001", "C1:NEW", "in_progress", "2026-11-28T10:00:00+00:00")
+    won = CrmObjectState("deal", 5, "BOT-000001", "C1:WON", "won", "2026-11-28T11:00:00+00:00")
+    assert crm_events.upsert_states(db, [new]) == 1
+    assert crm_events.upsert_states(db, [new]) == 0  # the same again: nothing changed
+    assert crm_events.upsert_states(db, [won]) == 1
+    assert crm_events.upsert_states(db, [new]) == 0  # an older read arriving late does not win
+    assert crm_events.state_of(db, "deal", 5)[0].semantic == "won"
+    gone = CrmObjectState("deal", 5, None, None, "deleted", None, deleted=True)
+    assert crm_events.upsert_states(db, [gone]) == 1
+    state = crm_events.state_of(db, "deal", 5)[0]
+    assert (state.deleted, state.semantic, state.origin_id) == (True, "deleted", "BOT-000001")
+    assert crm_events.newest_modification(db, "deal") is None  # a deleted deal has no modification time
+
+
+def test_rows_not_created_by_the_bot_are_not_tracked_and_times_become_utc():
+    row = {"ID": "9", "STATUS_ID": "CONVERTED", "STATUS_SEMANTIC_ID": "S", "DATE_MODIFY": "2026-11-28T15:00:00+05:00",
+           "ORIGINATOR_ID": "zeta-bot", "ORIGIN_ID": "LEAD-000002"}
+    state = state_from_row("lead", row, "zeta-bot")
+    assert state == CrmObjectState("lead", 9, "LEAD-000002", "CONVERTED", "won", "2026-11-28T10:00:00+00:00")
+    assert state_from_row("lead", {**row, "ORIGINATOR_ID": ""}, "zeta-bot") is None
+    assert utc_iso("not a date") is None and utc_iso(None) is None
