@@ -136,6 +136,11 @@ def ui(size: int, port: int) -> int:
 
     proc = subprocess.Popen(cmd, env={**os.environ, **env, "DAGSTER_HOME": str(home)}, cwd=PROJECT_ROOT,
                             preexec_fn=_default_sigint)
+
+    def _terminate(_signum: int, _frame: object) -> None:  # `kill`/`timeout` stop it like Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return proc.wait()
     except KeyboardInterrupt:

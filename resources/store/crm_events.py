@@ -177,15 +177,18 @@ def upsert_states(db: Database, states: Iterable[CrmObjectState]) -> int:
     changed = 0
     with db.write() as conn:
         for s in states:
-            current = conn.execute(select(crm_state.c.stage, crm_state.c.semantic, crm_state.c.deleted,
-                                          crm_state.c.date_modify, crm_state.c.origin_id).where(and_(
-                crm_state.c.entity == s.entity, crm_state.c.entity_id == s.entity_id))).one_or_none()
             values = {"origin_id": s.origin_id, "stage": s.stage, "semantic": s.semantic,
                       "date_modify": s.date_modify, "deleted": s.deleted, "fetched_at": now}
-            if current is None:
-                conn.execute(crm_state.insert().values(entity=s.entity, entity_id=s.entity_id, **values))
+            # Insert-or-nothing first: a concurrent writer (the event job beside the reconciliation on
+            # PostgreSQL) that inserted the same object meanwhile makes this an update below.
+            inserted = conn.execute(_insert(conn, crm_state).values(entity=s.entity, entity_id=s.entity_id, **values)
+                                    .on_conflict_do_nothing(index_elements=["entity", "entity_id"])).rowcount
+            if inserted == 1:
                 changed += 1
                 continue
+            current = conn.execute(select(crm_state.c.stage, crm_state.c.semantic, crm_state.c.deleted,
+                                          crm_state.c.date_modify, crm_state.c.origin_id).where(and_(
+                crm_state.c.entity == s.entity, crm_state.c.entity_id == s.entity_id))).one()
             if s.deleted and current.deleted:
                 continue
             if not s.deleted and current.date_modify and s.date_modify and s.date_modify < current.date_modify:
