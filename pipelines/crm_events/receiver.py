@@ -8,6 +8,9 @@ the same call is answered 200 and not stored twice). The work — reading the ch
 is left to the `apply_crm_events` job that `crm_events_sensor` starts, because Bitrix24 gives a
 handler little time and never resends a call that failed. Put it behind the HTTPS proxy that
 Bitrix24 requires (no plain HTTP, no self-signed certificates).
+
+`GET /metrics` serves the store's health figures in the Prometheus text format
+(`resources/store/metrics.py`: catalogue size and age, outbox backlog, the event inbox).
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from resources.bitrix24.events import MAX_BODY_BYTES, EventRejected, parse_event
 from resources.settings import load_settings
 from resources.store.crm_events import pending_summary, record_event
 from resources.store.database import Database, get_database
+from resources.store.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from resources.store.metrics import scrape
 
 logger = logging.getLogger("integrations.bitrix24")
 
@@ -61,7 +66,12 @@ def create_receiver(db: Database, token: str) -> Starlette:
         summary = await run_in_threadpool(pending_summary, db)
         return JSONResponse({"ok": True, "pending_events": summary.count})
 
-    return Starlette(routes=[Route(EVENTS_PATH, receive, methods=["POST"]), Route("/health", health)])
+    async def metrics(request: Request) -> PlainTextResponse:
+        text = await run_in_threadpool(scrape, db)
+        return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
+
+    return Starlette(routes=[Route(EVENTS_PATH, receive, methods=["POST"]), Route("/health", health),
+                             Route("/metrics", metrics)])
 
 
 def main(argv: list[str] | None = None) -> int:

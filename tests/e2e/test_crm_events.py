@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from dagster import DagsterInstance, Definitions, build_sensor_context
+from sqlalchemy import text
 
 from integrations.intake import get_outbox_status
 from pipelines.crm_events.jobs import CRM_JOBS, CRM_SENSORS
@@ -131,6 +132,29 @@ def test_stages_reach_the_bot_through_events_and_reconciliation(tmp_path):
         assert crm(stack, orders[2])["stage"] == "C1:EXECUTING"
         assert crm(stack, leads[1])["semantic"] == "lost"
         assert crm(stack, orders[0])["semantic"] == "won"  # untouched by the reconciliation
+
+        # the receiver's /metrics tells the same story as the tables
+        metrics = scrape_metrics(receiver.url)
+        with stack.db.read() as conn:
+            active, in_stock = conn.execute(text(
+                "SELECT COUNT(*) FILTER (WHERE is_active), COUNT(*) FILTER (WHERE is_active AND stock > 0) "
+                "FROM products")).one()
+            done_orders = conn.execute(text(
+                "SELECT COUNT(*) FROM outbox WHERE kind = 'order' AND status = 'done'")).scalar_one()
+        assert metrics['zeta_products{state="active"}'] == active > 0
+        assert metrics['zeta_products{state="in_stock"}'] == in_stock
+        assert metrics['zeta_outbox_rows{kind="order",status="done"}'] == done_orders == 4
+        assert metrics['zeta_outbox_oldest_undelivered_age_seconds'] == 0
+        assert metrics['zeta_crm_events{status="pending"}'] == 0
+        assert metrics['zeta_crm_events{status="done"}'] == crm_events.event_counts(stack.db)["done"] > 0
+        assert 0 <= metrics['zeta_catalogue_last_sync_age_seconds{status="success"}'] < 600
+
+
+def scrape_metrics(url: str) -> dict[str, float]:
+    reply = httpx.get(url + "/metrics", timeout=10)
+    assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in reply.text.splitlines() if line and not line.startswith("#")}
 
 
 def test_receiver_answers(tmp_path):

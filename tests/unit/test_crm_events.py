@@ -1,15 +1,17 @@
 """CRM events: parsing and token check of one outgoing-webhook call, the inbox's once-only store,
-and the state table keeping the newest read."""
+the state table keeping the newest read; and the store's /metrics figures."""
 
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 
 from pipelines.crm_events.apply import state_from_row, utc_iso
 from resources.bitrix24.events import MAX_BODY_BYTES, CrmEvent, EventRejected, parse_event
-from resources.store import crm_events
+from resources.store import crm_events, metrics, outbox
 from resources.store.crm_events import CrmObjectState
-from resources.store.database import Database
+from resources.store.database import Database, utcnow
+from resources.store.schema import products, sync_runs
 from tests.postgres import fresh_database
 
 TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
@@ -110,3 +112,28 @@ def test_rows_not_created_by_the_bot_are_not_tracked_and_times_become_utc():
     assert state == CrmObjectState("lead", 9, "LEAD-000002", "CONVERTED", "won", "2026-11-28T10:00:00+00:00")
     assert state_from_row("lead", {**row, "ORIGINATOR_ID": ""}, "zeta-bot") is None
     assert utc_iso("not a date") is None and utc_iso(None) is None
+
+
+def test_metrics_read_the_store_on_both_databases(db):
+    now = utcnow()
+    with db.write() as conn:
+        conn.execute(products.insert(), [
+            {"sku": f"S{i}", "name": f"n{i}", "price": 1.0, "currency": "KZT", "stock": float(i % 2),
+             "is_active": i < 3, "onec_ref": f"ref-{i}", "synced_at": now, "deletion_mark": False,
+             "content_hash": "h", "updated_at": now} for i in range(4)])
+        conn.execute(sync_runs.insert().values(source="onec", started_at=now - timedelta(minutes=3),
+                                               finished_at=now - timedelta(minutes=2), status="success"))
+    outbox.enqueue(db, outbox.LEAD, {"customer": {"name": "A", "phone": "+77771234567"}}, dedup_key="m1")
+    crm_events.record_event(db, parse_event(body(), TOKEN))
+    text = metrics.scrape(db)
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+              for line in text.splitlines() if line and not line.startswith("#")}
+    assert values['zeta_products{state="all"}'] == 4
+    assert values['zeta_products{state="active"}'] == 3
+    assert values['zeta_products{state="in_stock"}'] == 1  # S1 (S3 has stock but is inactive)
+    assert 115 <= values['zeta_catalogue_last_sync_age_seconds{status="success"}'] < 300
+    assert values['zeta_outbox_rows{kind="lead",status="pending"}'] == 1
+    assert values['zeta_outbox_rows{kind="order",status="pending"}'] == 0
+    assert 0 <= values["zeta_outbox_oldest_undelivered_age_seconds"] < 60
+    assert values['zeta_crm_events{status="pending"}'] == 1
+    assert "# TYPE zeta_outbox_rows gauge" in text
