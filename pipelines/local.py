@@ -83,8 +83,11 @@ def _start_event_receiver(servers: list[ProcessServer], env: dict[str, str]) -> 
         print(f"CRM event receiver not started: {exc}")
         return
     servers.append(receiver)
-    httpx.post(f"{b24.url}/_admin/events", timeout=10, json={
-        "handler_url": f"{receiver.url}{EVENTS_PATH}", "application_token": token}).raise_for_status()
+    try:
+        httpx.post(f"{b24.url}/_admin/events", timeout=10, json={
+            "handler_url": f"{receiver.url}{EVENTS_PATH}", "application_token": token}).raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"Bitrix24 simulator's outgoing webhook not set: {exc}")
 
 
 def _summary() -> None:

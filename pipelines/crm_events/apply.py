@@ -16,26 +16,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from resources.bitrix24.client import Bitrix24Client
-from resources.bitrix24.errors import NotFound
+from resources.bitrix24.errors import Bitrix24Error, MethodNotFound, NotFound
 from resources.store.crm_events import (
     DONE,
     FAILED,
     IGNORED,
     SEMANTICS,
     CrmObjectState,
+    RetryPolicy,
     StoredEvent,
     finish_events,
-    newest_modification,
     pending_events,
+    reconcile_cursor,
+    set_reconcile_cursor,
     upsert_states,
 )
-from resources.store.database import Database
+from resources.store.database import Database, utcnow
 
 logger = logging.getLogger("integrations.bitrix24")
 
 TRACKED = ("deal", "lead")  # contacts carry no order or lead status
 _STAGE_FIELDS = {"deal": ("STAGE_ID", "STAGE_SEMANTIC_ID"), "lead": ("STATUS_ID", "STATUS_SEMANTIC_ID")}
-RECONCILE_OVERLAP = timedelta(minutes=5)  # re-read a little before the watermark: clocks and commits lag
+RECONCILE_OVERLAP = timedelta(minutes=5)  # re-read a little before the cursor: clocks and commits lag
 
 
 @dataclass
@@ -87,7 +89,7 @@ def state_from_row(entity: str, row: dict[str, Any], originator_id: str) -> CrmO
 
 
 def apply_pending_events(db: Database, client: Bitrix24Client, originator_id: str, *, limit: int = 500,
-                         max_attempts: int = 5) -> ApplyReport:
+                         policy: RetryPolicy = RetryPolicy()) -> ApplyReport:
     """Apply up to `limit` pending events: one read per changed object, whatever number of events
     it got. Safe to run twice over the same events (it writes what the CRM says now)."""
     started = time.perf_counter()
@@ -103,19 +105,31 @@ def apply_pending_events(db: Database, client: Bitrix24Client, originator_id: st
             by_object.setdefault((ev.entity, ev.entity_id), []).append(ev)
     states: list[CrmObjectState] = []
     to_read = list(by_object)
+    batch = None
     if to_read:
-        batch = client.batch({f"{e}_{i}": (f"crm.{e}.get", {"id": i}) for e, i in to_read}, halt=False)
+        try:
+            batch = client.batch({f"{e}_{i}": (f"crm.{e}.get", {"id": i}) for e, i in to_read}, halt=False)
+        except Bitrix24Error as exc:  # the portal could not be read at all: every event waits and retries
+            report.errors.append(f"reading {len(to_read)} object(s) failed: {exc}")
+            for group in by_object.values():
+                for ev in group:
+                    outcomes[ev.id] = (FAILED, str(exc))
+    if batch is not None:
         for entity, entity_id in to_read:
             key, group = f"{entity}_{entity_id}", by_object[(entity, entity_id)]
             error = batch.errors.get(key)
             if key in batch.result:
                 report.objects_read += 1
                 row = batch.result[key]
-                state = state_from_row(entity, row, originator_id) if isinstance(row, dict) else None
-                outcome = (DONE, None) if state else (IGNORED, "not created by the bot (ORIGINATOR_ID)")
-                if state:
-                    states.append(state)
-            elif isinstance(error, NotFound):  # deleted in the CRM (a DELETE event, or a change then a delete)
+                if not isinstance(row, dict):
+                    outcome = (FAILED, f"crm.{entity}.get answered {type(row).__name__}, not a record")
+                else:
+                    state = state_from_row(entity, row, originator_id)
+                    outcome = (DONE, None) if state else (IGNORED, "not created by the bot (ORIGINATOR_ID)")
+                    if state:
+                        states.append(state)
+            elif isinstance(error, NotFound) and not isinstance(error, MethodNotFound):
+                # deleted in the CRM (a DELETE event, or a change then a delete); stored only when known
                 states.append(CrmObjectState(entity, entity_id, None, None, "deleted", None, deleted=True))
                 outcome = (DONE, None)
             else:
@@ -124,7 +138,7 @@ def apply_pending_events(db: Database, client: Bitrix24Client, originator_id: st
             for ev in group:
                 outcomes[ev.id] = outcome
     report.states_changed = upsert_states(db, states)
-    finish_events(db, outcomes, max_attempts=max_attempts)
+    finish_events(db, outcomes, policy=policy)
     report.ignored = sum(1 for s, _ in outcomes.values() if s == IGNORED)
     report.failed = sum(1 for s, _ in outcomes.values() if s == FAILED)
     report.seconds = time.perf_counter() - started
@@ -135,15 +149,18 @@ def apply_pending_events(db: Database, client: Bitrix24Client, originator_id: st
 
 def reconcile(db: Database, client: Bitrix24Client, originator_id: str,
               entities: Iterable[str] = TRACKED) -> ReconcileReport:
-    """List the bot's deals and leads changed since the newest known change (less an overlap)
-    and store their state: the safety net for events Bitrix24 dropped or we never received."""
+    """List the bot's deals and leads changed since the last successful reconciliation began (less
+    an overlap) and store their state: the safety net for events Bitrix24 dropped, we never
+    received, or gave up on. Its cursor is its own: applied events never move it. (A deletion
+    whose event was lost stays unseen: Bitrix24 lists no deleted records.)"""
     started = time.perf_counter()
     report = ReconcileReport()
     for entity in entities:
+        begun = utcnow()
         stage_field, semantic_field = _STAGE_FIELDS[entity]
         flt: dict[str, Any] = {"ORIGINATOR_ID": originator_id}
-        newest = newest_modification(db, entity)
-        since = (datetime.fromisoformat(newest) - RECONCILE_OVERLAP).isoformat(timespec="seconds") if newest else None
+        cursor = reconcile_cursor(db, entity)
+        since = (cursor - RECONCILE_OVERLAP).replace(tzinfo=UTC).isoformat(timespec="seconds") if cursor else None
         if since:
             flt[">DATE_MODIFY"] = since
         report.since[entity] = since
@@ -152,6 +169,7 @@ def reconcile(db: Database, client: Bitrix24Client, originator_id: str,
         report.listed[entity] = len(rows)
         states = [s for s in (state_from_row(entity, r, originator_id) for r in rows) if s is not None]
         report.states_changed += upsert_states(db, states)
+        set_reconcile_cursor(db, entity, begun)
     report.seconds = time.perf_counter() - started
     logger.info("CRM reconcile: listed %s since %s, %d states changed", report.listed, report.since,
                 report.states_changed)

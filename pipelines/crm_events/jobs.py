@@ -5,6 +5,8 @@ Thin: the logic lives in `pipelines.crm_events.apply`. No `from __future__ impor
 here — Dagster reads the real annotations of ops and sensors.
 """
 
+import time
+
 from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
@@ -31,6 +33,7 @@ from .apply import apply_pending_events, reconcile
 
 APPLY_JOB_NAME = "apply_crm_events"
 SENSOR_INTERVAL_SECONDS = 15
+RETRY_BUCKET_SECONDS = 120
 _ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
            DagsterRunStatus.STARTED]
 
@@ -83,18 +86,26 @@ def crm_reconcile_job() -> None:
     reconcile_crm_op()
 
 
+def run_key(work_key: str, now: float) -> str:
+    """Run keys are kept forever: the key names the work (newest event, count, tries so far) and a
+    time bucket, so events still due after a run that died before recording anything are asked for
+    again within `RETRY_BUCKET_SECONDS` instead of never."""
+    return f"crm-events:{work_key}:{int(now // RETRY_BUCKET_SECONDS)}"
+
+
 @sensor(name="crm_events_sensor", job=apply_crm_events_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Starts apply_crm_events when Bitrix24 events are pending; reads only the local inbox.")
-def crm_events_sensor(context: SensorEvaluationContext, store: StoreResource):
+        description="Starts apply_crm_events when Bitrix24 events are due; reads only the local inbox.")
+def crm_events_sensor(context: SensorEvaluationContext, store: StoreResource, bitrix24: Bitrix24Resource):
+    if not bitrix24.webhook_url:
+        return SkipReason("BITRIX24_WEBHOOK_URL is empty: events wait until the CRM can be read")
     summary = pending_summary(store.database())
     if summary.count == 0:
-        return SkipReason("no pending Bitrix24 events")
+        return SkipReason("no Bitrix24 events due")
     active = context.instance.get_runs(RunsFilter(job_name=APPLY_JOB_NAME, statuses=_ACTIVE), limit=1)
     if active:
-        return SkipReason(f"{summary.count} event(s) pending; run {active[0].run_id[:8]} is still going")
-    # A new event, or a failed attempt (attempts grow), makes a new key: run keys are kept forever.
-    return RunRequest(run_key=f"crm-events:{summary.work_key}", tags={"zeta/pending_events": str(summary.count)})
+        return SkipReason(f"{summary.count} event(s) due; run {active[0].run_id[:8]} is still going")
+    return RunRequest(run_key=run_key(summary.work_key, time.time()), tags={"zeta/due_events": str(summary.count)})
 
 
 def crm_schedules(s: ScheduleSettings) -> list[ScheduleDefinition]:

@@ -10,12 +10,15 @@ handler little time and never resends a call that failed. Put it behind the HTTP
 Bitrix24 requires (no plain HTTP, no self-signed certificates).
 
 `GET /metrics` serves the store's health figures in the Prometheus text format
-(`resources/store/metrics.py`: catalogue size and age, outbox backlog, the event inbox).
+(`resources/store/metrics.py`: catalogue size and age, outbox backlog, the event inbox); with
+`ZETA_METRICS_TOKEN` set it wants that bearer token. Publish only `/bitrix24/events` through the
+proxy: `/health` and `/metrics` are for the scraper on the inside.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import logging
 import os
 
@@ -37,20 +40,36 @@ logger = logging.getLogger("integrations.bitrix24")
 
 EVENTS_PATH = "/bitrix24/events"
 TOKEN_ENV = "BITRIX24_EVENT_TOKEN"
+METRICS_TOKEN_ENV = "ZETA_METRICS_TOKEN"
 _FORM = "application/x-www-form-urlencoded"
 
 
-def create_receiver(db: Database, token: str) -> Starlette:
-    """The receiver app over `db`; `token` is the outgoing webhook's application token."""
+async def _read_limited(request: Request) -> bytes | None:
+    """The body, or None as soon as it passes `MAX_BODY_BYTES` (declared or streamed in chunks):
+    an unauthenticated caller cannot make the receiver hold a large body in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_receiver(db: Database, token: str, *, metrics_token: str = "") -> Starlette:
+    """The receiver app over `db`; `token` is the outgoing webhook's application token; with a
+    `metrics_token`, `/metrics` asks for it as a bearer token."""
 
     async def receive(request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != _FORM:
             return JSONResponse({"error": f"content-type: expected {_FORM}, got {content_type or 'none'!r}"}, 415)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return JSONResponse({"error": f"body of {declared} bytes is over {MAX_BODY_BYTES}"}, 413)
-        body = await request.body()
+        body = await _read_limited(request)
+        if body is None:
+            return JSONResponse({"error": f"body is over {MAX_BODY_BYTES} bytes"}, 413)
         try:
             event = parse_event(body, token)
         except EventRejected as exc:
@@ -67,6 +86,9 @@ def create_receiver(db: Database, token: str) -> Starlette:
         return JSONResponse({"ok": True, "pending_events": summary.count})
 
     async def metrics(request: Request) -> PlainTextResponse:
+        if metrics_token and not hmac.compare_digest(request.headers.get("authorization", "").encode(),
+                                                     f"Bearer {metrics_token}".encode()):
+            return PlainTextResponse("metrics need the bearer token of ZETA_METRICS_TOKEN\n", 401)
         text = await run_in_threadpool(scrape, db)
         return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
 
@@ -87,5 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     db = get_database(os.environ.get("ZETA_DATABASE_URL") or settings.database.url)
     logger.info("receiving Bitrix24 events on http://%s:%d%s into %s", args.host, args.port, EVENTS_PATH,
                 db.safe_url)
-    uvicorn.run(create_receiver(db, token), host=args.host, port=args.port, log_level="warning")
+    app = create_receiver(db, token, metrics_token=os.environ.get(METRICS_TOKEN_ENV, ""))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl
 __all__ = ["MAX_BODY_BYTES", "CrmEvent", "EventRejected", "parse_event"]
 
 MAX_BODY_BYTES = 16 * 1024  # a real call is under 1 KB
+MAX_ID = 2**31 - 1  # CRM ids are INT columns
+MAX_TS = 2**40  # seconds: far beyond any real call, well inside BIGINT
 _CRM_EVENT = re.compile(r"ONCRM(LEAD|DEAL|CONTACT)(ADD|UPDATE|DELETE)")
 _TOKEN_KEY = "auth[application_token]"
 _ID_KEY = "data[FIELDS][ID]"
@@ -40,11 +42,10 @@ class EventRejected(ValueError):
         self.status = status
 
 
-def _positive_int(fields: dict[str, str], key: str, *, allow_zero: bool = False) -> int:
+def _bounded_int(fields: dict[str, str], key: str, low: int, high: int) -> int:
     raw = fields.get(key, "").strip()
-    if not raw.isdigit() or (int(raw) == 0 and not allow_zero):
-        raise EventRejected(400, f"{key}: expected a {'non-negative' if allow_zero else 'positive'} integer, "
-                                 f"got {raw[:40]!r}")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
+        raise EventRejected(400, f"{key}: expected an integer from {low} to {high}, got {raw[:40]!r}")
     return int(raw)
 
 
@@ -69,4 +70,4 @@ def parse_event(body: bytes, expected_token: str) -> CrmEvent:
     if not match:
         raise EventRejected(400, f"event: {event[:64]!r} is not a CRM lead, deal or contact event")
     return CrmEvent(event=event, entity=match.group(1).lower(), action=match.group(2).lower(),
-                    entity_id=_positive_int(fields, _ID_KEY), ts=_positive_int(fields, "ts", allow_zero=True))
+                    entity_id=_bounded_int(fields, _ID_KEY, 1, MAX_ID), ts=_bounded_int(fields, "ts", 0, MAX_TS))

@@ -1,15 +1,19 @@
-"""The CRM event inbox and the last known CRM state of the bot's deals and leads (migration 0005).
+"""The CRM event inbox, the last known CRM state of the bot's deals and leads, and the cursors of
+the reconciliation (migration 0005).
 
-An event is stored once per (event, id, ts) — a repeated call of the same change is a duplicate,
-a later change of the same object is a new event. The state table is keyed by (entity, id) and
-written by whoever reads the CRM last: the event job or the reconciliation.
+An event row is kept once per (event, id, ts); the same call arriving again after it was applied
+puts it back to pending (`ts` has one-second resolution, so two changes in one second look alike:
+reading the object once more is harmless). A failed read waits with exponential backoff. The state
+table is keyed by (entity, id); every write keeps the newer read, in SQL, so the event job and the
+reconciliation may write side by side.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -25,8 +29,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    case,
     func,
+    or_,
     select,
     update,
 )
@@ -37,6 +41,7 @@ from resources.store.database import Database, utcnow
 from resources.store.schema import metadata
 
 PENDING, DONE, IGNORED, FAILED = "pending", "done", "ignored", "failed"
+STATUSES = (PENDING, DONE, IGNORED, FAILED)
 # Bitrix24's STAGE_SEMANTIC_ID / STATUS_SEMANTIC_ID, in words the bot can use.
 SEMANTICS = {"P": "in_progress", "S": "won", "F": "lost"}
 
@@ -52,9 +57,10 @@ crm_events = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", DateTime, nullable=False),
     Column("processed_at", DateTime, nullable=True),
     UniqueConstraint("event", "entity_id", "ts", name="uq_crm_events_event_id_ts"),
-    Index("ix_crm_events_status", "status", "id"),
+    Index("ix_crm_events_due", "status", "next_attempt_at"),
 )
 
 crm_state = Table(
@@ -71,6 +77,27 @@ crm_state = Table(
     Index("ix_crm_state_origin", "origin_id"),
 )
 
+crm_cursors = Table(
+    "crm_cursors",
+    metadata,
+    Column("entity", String(16), primary_key=True),
+    Column("since", DateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long a failed read waits: full-jitter exponential backoff, `failed` after `max_attempts`
+    (10 tries from 30 s up to an hour: a portal outage of several hours is waited out)."""
+
+    max_attempts: int = 10
+    base_seconds: float = 30.0
+    max_seconds: float = 3600.0
+
+    def delay(self, attempts: int, rng: random.Random | None = None) -> float:
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
+        return (rng or random).uniform(ceiling / 2, ceiling)
+
 
 @dataclass(frozen=True)
 class StoredEvent:
@@ -80,10 +107,6 @@ class StoredEvent:
     entity_id: int
     ts: int
     attempts: int
-
-    @property
-    def action(self) -> str:
-        return self.event.removeprefix(f"ONCRM{self.entity.upper()}").lower()
 
 
 @dataclass(frozen=True)
@@ -104,104 +127,107 @@ class CrmObjectState:
 
 
 def _insert(conn: Connection, table: Table) -> Any:  # noqa: ANN401 - dialect-specific Insert
-    return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 def record_event(db: Database, event: CrmEvent) -> tuple[int, bool]:
-    """Store an event once; returns (its id, whether this call stored it)."""
+    """Store an event once; returns (its id, whether this call stored it). The same call after the
+    event was applied (or ignored, or given up) makes it pending again, due now."""
+    now = utcnow()
+    key = and_(crm_events.c.event == event.event, crm_events.c.entity_id == event.entity_id,
+               crm_events.c.ts == event.ts)
     with db.write() as conn:
         stmt = _insert(conn, crm_events).values(
-            event=event.event, entity=event.entity, entity_id=event.entity_id, ts=event.ts, received_at=utcnow(),
-            status=PENDING, attempts=0).on_conflict_do_nothing(index_elements=["event", "entity_id", "ts"])
+            event=event.event, entity=event.entity, entity_id=event.entity_id, ts=event.ts, received_at=now,
+            status=PENDING, attempts=0, next_attempt_at=now).on_conflict_do_nothing(
+            index_elements=["event", "entity_id", "ts"])
         created = conn.execute(stmt).rowcount == 1
-        row_id = conn.execute(select(crm_events.c.id).where(and_(
-            crm_events.c.event == event.event, crm_events.c.entity_id == event.entity_id,
-            crm_events.c.ts == event.ts))).scalar_one()
+        if not created:
+            conn.execute(update(crm_events).where(key, crm_events.c.status != PENDING).values(
+                status=PENDING, attempts=0, next_attempt_at=now, last_error=None))
+        row_id = conn.execute(select(crm_events.c.id).where(key)).scalar_one()
     return int(row_id), created
 
 
-def pending_events(db: Database, limit: int = 500) -> list[StoredEvent]:
-    """The oldest pending events, in arrival order."""
+def _due(now: datetime) -> Any:  # noqa: ANN401 - SQL expression
+    return and_(crm_events.c.status == PENDING, crm_events.c.next_attempt_at <= now)
+
+
+def pending_events(db: Database, limit: int = 500, now: datetime | None = None) -> list[StoredEvent]:
+    """The oldest events due now, in arrival order."""
     with db.read() as conn:
         rows = conn.execute(select(crm_events.c.id, crm_events.c.event, crm_events.c.entity, crm_events.c.entity_id,
                                    crm_events.c.ts, crm_events.c.attempts)
-                            .where(crm_events.c.status == PENDING).order_by(crm_events.c.id).limit(limit)).all()
+                            .where(_due(now or utcnow())).order_by(crm_events.c.id).limit(limit)).all()
     return [StoredEvent(*r) for r in rows]
 
 
 @dataclass(frozen=True)
 class PendingSummary:
-    count: int
+    count: int  # due now
     newest_id: int | None
-    attempts: int  # grows when a run fails some events, so a retry gets a new sensor run key
+    attempts: int  # grows with every failed try, so a retry gets a new sensor run key
 
     @property
     def work_key(self) -> str:
         return f"{self.newest_id}:{self.count}:{self.attempts}"
 
 
-def pending_summary(db: Database) -> PendingSummary:
-    """What a sensor needs to know about pending events, from the local table only."""
+def pending_summary(db: Database, now: datetime | None = None) -> PendingSummary:
+    """What a sensor needs to know about events due now, from the local table only."""
     with db.read() as conn:
         count, newest, attempts = conn.execute(select(func.count(), func.max(crm_events.c.id),
                                                       func.coalesce(func.sum(crm_events.c.attempts), 0))
-                                               .where(crm_events.c.status == PENDING)).one()
+                                               .where(_due(now or utcnow()))).one()
     return PendingSummary(int(count), int(newest) if newest is not None else None, int(attempts))
 
 
-def finish_events(db: Database, outcomes: Mapping[int, tuple[str, str | None]], *, max_attempts: int) -> None:
-    """Record each event's outcome. A `failed` outcome stays pending (retried by the next run) until
-    the event has been tried `max_attempts` times."""
+def finish_events(db: Database, outcomes: Mapping[int, tuple[str, str | None]], *,
+                  policy: RetryPolicy = RetryPolicy(), rng: random.Random | None = None) -> None:
+    """Record each event's outcome. A `failed` outcome waits (backoff) and is tried again, and
+    becomes `failed` for good only after `policy.max_attempts` tries."""
     now = utcnow()
     with db.write() as conn:
+        attempts = dict(conn.execute(select(crm_events.c.id, crm_events.c.attempts)
+                                     .where(crm_events.c.id.in_(list(outcomes)))).all()) if outcomes else {}
         for event_id, (status, error) in outcomes.items():
-            if status == FAILED:
-                conn.execute(update(crm_events).where(crm_events.c.id == event_id).values(
-                    attempts=crm_events.c.attempts + 1, last_error=error,
-                    status=_failed_status(crm_events.c.attempts + 1, max_attempts)))
+            tries = int(attempts.get(event_id, 0)) + 1
+            values: dict[str, Any] = {"attempts": tries, "last_error": error}
+            if status == FAILED and tries < policy.max_attempts:
+                values.update(status=PENDING, next_attempt_at=now + timedelta(seconds=policy.delay(tries, rng)))
             else:
-                conn.execute(update(crm_events).where(crm_events.c.id == event_id).values(
-                    status=status, last_error=error, processed_at=now, attempts=crm_events.c.attempts + 1))
-
-
-def _failed_status(attempts: Any, max_attempts: int) -> Any:  # noqa: ANN401 - SQL expression
-    return case((attempts >= max_attempts, FAILED), else_=PENDING)
+                values.update(status=status, processed_at=now)
+            conn.execute(update(crm_events).where(crm_events.c.id == event_id).values(**values))
 
 
 def upsert_states(db: Database, states: Iterable[CrmObjectState]) -> int:
-    """Write the states that differ from what is stored; returns how many rows changed."""
-    states = list(states)
-    if not states:
-        return 0
+    """Write each read unless a newer one is stored; returns how many stages changed.
+
+    The comparison is in the statements themselves (insert-or-nothing, then an UPDATE whose WHERE
+    keeps the newer `date_modify` and never brings a deleted object back), so two writers cannot
+    overwrite a newer read with an older one. A deletion of an object never seen is not stored."""
     now = utcnow()
     changed = 0
     with db.write() as conn:
         for s in states:
+            key = and_(crm_state.c.entity == s.entity, crm_state.c.entity_id == s.entity_id)
+            if s.deleted:
+                changed += conn.execute(update(crm_state).where(key, crm_state.c.deleted.is_(False)).values(
+                    deleted=True, semantic="deleted", fetched_at=now)).rowcount
+                continue
             values = {"origin_id": s.origin_id, "stage": s.stage, "semantic": s.semantic,
-                      "date_modify": s.date_modify, "deleted": s.deleted, "fetched_at": now}
-            # Insert-or-nothing first: a concurrent writer (the event job beside the reconciliation on
-            # PostgreSQL) that inserted the same object meanwhile makes this an update below.
+                      "date_modify": s.date_modify, "deleted": False, "fetched_at": now}
             inserted = conn.execute(_insert(conn, crm_state).values(entity=s.entity, entity_id=s.entity_id, **values)
                                     .on_conflict_do_nothing(index_elements=["entity", "entity_id"])).rowcount
             if inserted == 1:
                 changed += 1
                 continue
-            current = conn.execute(select(crm_state.c.stage, crm_state.c.semantic, crm_state.c.deleted,
-                                          crm_state.c.date_modify, crm_state.c.origin_id).where(and_(
-                crm_state.c.entity == s.entity, crm_state.c.entity_id == s.entity_id))).one()
-            if s.deleted and current.deleted:
-                continue
-            if not s.deleted and current.date_modify and s.date_modify and s.date_modify < current.date_modify:
-                continue  # an older read arriving after a newer one: keep the newer
-            if s.deleted and s.origin_id is None:
-                values["origin_id"] = current.origin_id  # a delete carries no origin; keep the known one
-            stmt = update(crm_state).where(and_(crm_state.c.entity == s.entity, crm_state.c.entity_id == s.entity_id))
-            if (current.stage, current.semantic, bool(current.deleted)) == (values["stage"], values["semantic"],
-                                                                              s.deleted):
-                conn.execute(stmt.values(fetched_at=now, date_modify=values["date_modify"]))
-            else:
-                conn.execute(stmt.values(**values))
-                changed += 1
+            newer = and_(key, crm_state.c.deleted.is_(False))
+            if s.date_modify is not None:
+                newer = and_(newer, or_(crm_state.c.date_modify.is_(None), crm_state.c.date_modify <= s.date_modify))
+            differs = or_(crm_state.c.stage.is_distinct_from(s.stage), crm_state.c.semantic != s.semantic)
+            changed += conn.execute(update(crm_state).where(newer, differs).values(**values)).rowcount
+            conn.execute(update(crm_state).where(newer).values(fetched_at=now, date_modify=s.date_modify))
     return changed
 
 
@@ -215,20 +241,26 @@ def state_of(db: Database, entity: str, entity_id: int) -> tuple[CrmObjectState,
                            bool(row.deleted)), row.fetched_at)
 
 
-def newest_modification(db: Database, entity: str) -> str | None:
-    """The latest DATE_MODIFY stored for `entity`: where the next reconciliation starts."""
+def reconcile_cursor(db: Database, entity: str) -> datetime | None:
+    """Start of the last successful reconciliation of `entity` (naive UTC), or None."""
     with db.read() as conn:
-        return conn.execute(select(func.max(crm_state.c.date_modify)).where(crm_state.c.entity == entity)).scalar()
+        return conn.execute(select(crm_cursors.c.since).where(crm_cursors.c.entity == entity)).scalar()
+
+
+def set_reconcile_cursor(db: Database, entity: str, since: datetime) -> None:
+    with db.write() as conn:
+        conn.execute(_insert(conn, crm_cursors).values(entity=entity, since=since)
+                     .on_conflict_do_update(index_elements=["entity"], set_={"since": since}))
 
 
 def event_counts(db: Database) -> dict[str, int]:
     with db.read() as conn:
-        return {s: int(n) for s, n in conn.execute(select(crm_events.c.status, func.count())
-                                                   .group_by(crm_events.c.status)).all()}
+        found = dict(conn.execute(select(crm_events.c.status, func.count()).group_by(crm_events.c.status)).all())
+    return {s: int(found.get(s, 0)) for s in STATUSES}
 
 
 def events_for(db: Database, entity_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Stored events of these objects (tests and the UI metadata)."""
+    """Stored events of these objects (tests and diagnostics)."""
     with db.read() as conn:
         return [dict(r) for r in conn.execute(select(crm_events).where(crm_events.c.entity_id.in_(entity_ids))
                                               .order_by(crm_events.c.id)).mappings()]

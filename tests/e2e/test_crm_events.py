@@ -44,8 +44,9 @@ def delivered(stack: Stack, timeout: float = 10.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         snap = httpx.get(stack.bitrix_server.url + "/_admin/events", timeout=10).json()
-        if snap["pending"] == 0 or time.monotonic() > deadline:
+        if snap["pending"] == 0:
             return snap["deliveries"]
+        assert time.monotonic() < deadline, f"{snap['pending']} event(s) still queued in the simulator"
         time.sleep(0.05)
 
 
@@ -127,11 +128,20 @@ def test_stages_reach_the_bot_through_events_and_reconciliation(tmp_path):
         assert {c["status"] for c in delivered(stack)} == {401}
         assert apply_through_dagster(defs, instance, resources) == {}
         assert crm(stack, orders[2])["stage"] == "C1:NEW"
+        # a later change arrives and is applied before the reconciliation runs: it must not hide the lost ones
+        configure_events(stack, wrong_token=False, clear=True)
+        rest(stack, "crm.deal.update", {"id": deals[orders[0]], "fields": {"STAGE_ID": "C1:EXECUTING"}})
+        assert [c["status"] for c in delivered(stack)] == [200]
+        assert apply_through_dagster(defs, instance, resources)["states_changed"] == 1
         result = defs.resolve_job_def("crm_reconcile").execute_in_process(instance=instance)
         assert result.success and result.output_for_node("reconcile_crm_op")["states_changed"] == 2
         assert crm(stack, orders[2])["stage"] == "C1:EXECUTING"
         assert crm(stack, leads[1])["semantic"] == "lost"
-        assert crm(stack, orders[0])["semantic"] == "won"  # untouched by the reconciliation
+        assert crm(stack, orders[0])["stage"] == "C1:EXECUTING"
+        assert crm(stack, orders[3])["semantic"] == "deleted"  # untouched by the reconciliation
+        # the next reconciliation starts where this one began: nothing new to store
+        result = defs.resolve_job_def("crm_reconcile").execute_in_process(instance=instance)
+        assert result.output_for_node("reconcile_crm_op")["states_changed"] == 0
 
         # the receiver's /metrics tells the same story as the tables
         metrics = scrape_metrics(receiver.url)
@@ -173,3 +183,19 @@ def test_receiver_answers(tmp_path):
         bad = httpx.post(url, content=good.replace(b"ID%5D=5", b"ID%5D=x"), headers=form)
         assert bad.status_code == 400 and bad.json()["error"].startswith("data[FIELDS][ID]")
         assert httpx.get(receiver.url + "/health").json() == {"ok": True, "pending_events": 1}
+
+        def chunks():  # no Content-Length: the size is only known while reading
+            yield good + b"&pad="
+            for _ in range(40):
+                yield b"x" * 1024
+
+        big = httpx.post(url, content=chunks(), headers=form)
+        assert big.status_code == 413
+
+
+def test_metrics_can_ask_for_a_token(tmp_path):
+    with running_stack(tmp_path, products_in_1c=30) as stack, \
+            ThreadServer(create_receiver(stack.db, TOKEN, metrics_token="m-secret")) as receiver:
+        assert httpx.get(receiver.url + "/metrics").status_code == 401
+        reply = httpx.get(receiver.url + "/metrics", headers={"Authorization": "Bearer m-secret"})
+        assert reply.status_code == 200 and "zeta_products" in reply.text

@@ -6,7 +6,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from pipelines.crm_events.apply import state_from_row, utc_iso
+from pipelines.crm_events.apply import apply_pending_events, reconcile, state_from_row, utc_iso
+from pipelines.crm_events.jobs import RETRY_BUCKET_SECONDS, run_key
+from resources.bitrix24.errors import ServerError
 from resources.bitrix24.events import MAX_BODY_BYTES, CrmEvent, EventRejected, parse_event
 from resources.store import crm_events, metrics, outbox
 from resources.store.crm_events import CrmObjectState
@@ -52,6 +54,8 @@ def test_the_token_is_checked_before_the_fields():
     ({"event": "ONTASKADD"}, "event"), ({"event": None}, "event"),
     ({"data[FIELDS][ID]": "abc"}, "data[FIELDS][ID]"), ({"data[FIELDS][ID]": "0"}, "data[FIELDS][ID]"),
     ({"data[FIELDS][ID]": None}, "data[FIELDS][ID]"), ({"ts": "-5"}, "ts"),
+    ({"data[FIELDS][ID]": "²"}, "data[FIELDS][ID]"), ({"data[FIELDS][ID]": str(2**31)}, "data[FIELDS][ID]"),
+    ({"ts": "9" * 30}, "ts"),
 ])
 def test_a_bad_field_is_400_naming_it(overrides, field):
     err = rejected(body(**overrides))
@@ -75,7 +79,7 @@ def db(request, tmp_path) -> Database:
     database.dispose()
 
 
-def test_the_inbox_stores_each_call_once(db):
+def test_the_inbox_stores_each_call_once_and_retries_with_backoff(db):
     event = parse_event(body(), TOKEN)
     first, created = crm_events.record_event(db, event)
     again, created_again = crm_events.record_event(db, event)
@@ -83,11 +87,21 @@ def test_the_inbox_stores_each_call_once(db):
     assert (created, created_again, created_later) == (True, False, True)
     assert first == again != later
     summary = crm_events.pending_summary(db)
-    assert (summary.count, summary.newest_id) == (2, later)
-    crm_events.finish_events(db, {first: ("failed", "boom")}, max_attempts=2)
-    assert crm_events.pending_summary(db).attempts == 1  # still pending, one attempt more: a new sensor key
-    crm_events.finish_events(db, {first: ("failed", "boom")}, max_attempts=2)
-    assert crm_events.event_counts(db) == {"failed": 1, "pending": 1}
+    assert (summary.count, summary.newest_id, summary.attempts) == (2, later, 0)
+
+    policy = crm_events.RetryPolicy(max_attempts=2, base_seconds=60, max_seconds=60)
+    crm_events.finish_events(db, {first: ("failed", "boom"), later: ("done", None)}, policy=policy)
+    assert crm_events.pending_summary(db).count == 0  # the failed one waits out its backoff
+    soon = utcnow() + timedelta(seconds=61)
+    assert [e.id for e in crm_events.pending_events(db, now=soon)] == [first]
+    assert crm_events.pending_summary(db, now=soon).attempts == 1  # a new sensor key for the retry
+    crm_events.finish_events(db, {first: ("failed", "boom")}, policy=policy)
+    assert crm_events.event_counts(db) == {"pending": 0, "done": 1, "ignored": 0, "failed": 1}
+
+    # the same call after it was applied (or given up): read the object once more
+    crm_events.record_event(db, parse_event(body(ts="1724140900"), TOKEN))
+    crm_events.record_event(db, event)
+    assert crm_events.event_counts(db)["pending"] == 2 and crm_events.pending_summary(db).attempts == 0
 
 
 def test_state_keeps_the_newest_read_and_counts_only_changes(db):
@@ -100,9 +114,36 @@ def test_state_keeps_the_newest_read_and_counts_only_changes(db):
     assert crm_events.state_of(db, "deal", 5)[0].semantic == "won"
     gone = CrmObjectState("deal", 5, None, None, "deleted", None, deleted=True)
     assert crm_events.upsert_states(db, [gone]) == 1
+    assert crm_events.upsert_states(db, [gone]) == 0
+    assert crm_events.upsert_states(db, [won]) == 0  # a read from before the delete does not bring it back
     state = crm_events.state_of(db, "deal", 5)[0]
-    assert (state.deleted, state.semantic, state.origin_id) == (True, "deleted", "BOT-000001")
-    assert crm_events.newest_modification(db, "deal") is None  # a deleted deal has no modification time
+    assert (state.deleted, state.semantic, state.origin_id, state.stage) == (True, "deleted", "BOT-000001", "C1:WON")
+    # the deletion of an object the bot never tracked is not stored
+    assert crm_events.upsert_states(db, [CrmObjectState("deal", 77, None, None, "deleted", None, True)]) == 0
+    assert crm_events.state_of(db, "deal", 77) is None
+
+
+class _DownPortal:
+    def batch(self, commands, halt=True):
+        raise ServerError("Bitrix24 answered 503 five times", method="batch", url="https://p/rest/1/***/")
+
+
+def test_a_portal_that_cannot_be_read_leaves_every_event_waiting(db):
+    ids = [crm_events.record_event(db, parse_event(body(**{"data[FIELDS][ID]": str(i)}), TOKEN))[0] for i in (1, 2)]
+    contact = crm_events.record_event(db, parse_event(body(event="ONCRMCONTACTADD"), TOKEN))[0]
+    report = apply_pending_events(db, _DownPortal(), "zeta-bot")
+    assert (report.events, report.failed, report.ignored, report.states_changed) == (3, 2, 1, 0)
+    rows = {r["id"]: r for r in crm_events.events_for(db, [1, 2, 662])}
+    assert all(rows[i]["status"] == "pending" and rows[i]["attempts"] == 1 for i in ids)
+    assert all(rows[i]["next_attempt_at"] > utcnow() for i in ids) and "503" in rows[ids[0]]["last_error"]
+    assert rows[contact]["status"] == "ignored"
+
+
+def test_sensor_run_keys_change_with_the_work_and_with_time():
+    start = 8 * RETRY_BUCKET_SECONDS
+    assert run_key("5:2:0", start) == run_key("5:2:0", start + RETRY_BUCKET_SECONDS - 1)
+    assert run_key("5:2:0", 1000.0) != run_key("5:2:1", 1000.0)
+    assert run_key("5:2:0", 1000.0) != run_key("5:2:0", 1000.0 + RETRY_BUCKET_SECONDS)
 
 
 def test_rows_not_created_by_the_bot_are_not_tracked_and_times_become_utc():
@@ -137,3 +178,30 @@ def test_metrics_read_the_store_on_both_databases(db):
     assert 0 <= values["zeta_outbox_oldest_undelivered_age_seconds"] < 60
     assert values['zeta_crm_events{status="pending"}'] == 1
     assert "# TYPE zeta_outbox_rows gauge" in text
+
+
+class _ListingPortal:
+    """Answers crm.*.list with fixed rows and records the filters it was asked for."""
+
+    def __init__(self, rows: dict[str, list[dict]]):
+        self.rows, self.filters = rows, []
+
+    def list_all(self, method, filter=None, select=None, order=None, *, params=None):
+        self.filters.append((method, dict(filter or {})))
+        return self.rows[method]
+
+
+def test_reconcile_starts_where_the_last_one_began_whatever_events_did(db):
+    deal = {"ID": "3", "STAGE_ID": "C1:WON", "STAGE_SEMANTIC_ID": "S", "DATE_MODIFY": "2026-11-28T09:00:00+00:00",
+            "ORIGINATOR_ID": "zeta-bot", "ORIGIN_ID": "BOT-000003"}
+    portal = _ListingPortal({"crm.deal.list": [deal], "crm.lead.list": []})
+    first = reconcile(db, portal, "zeta-bot")
+    assert first.states_changed == 1 and ">DATE_MODIFY" not in portal.filters[0][1]  # the first one reads all
+    cursor = crm_events.reconcile_cursor(db, "deal")
+    # an applied event stores a much newer change of another deal: the cursor must not follow it
+    crm_events.upsert_states(db, [CrmObjectState("deal", 9, "BOT-000009", "C1:NEW", "in_progress",
+                                                 "2031-01-01T00:00:00+00:00")])
+    reconcile(db, portal, "zeta-bot")
+    method, flt = portal.filters[2]
+    assert method == "crm.deal.list" and flt["ORIGINATOR_ID"] == "zeta-bot"
+    assert flt[">DATE_MODIFY"] == (cursor - timedelta(minutes=5)).isoformat(timespec="seconds") + "+00:00"
