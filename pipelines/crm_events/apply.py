@@ -138,7 +138,7 @@ def apply_pending_events(db: Database, client: Bitrix24Client, originator_id: st
             for ev in group:
                 outcomes[ev.id] = outcome
     report.states_changed = upsert_states(db, states)
-    finish_events(db, outcomes, policy=policy)
+    finish_events(db, outcomes, seen={ev.id: ev.received_at for ev in events}, policy=policy)
     report.ignored = sum(1 for s, _ in outcomes.values() if s == IGNORED)
     report.failed = sum(1 for s, _ in outcomes.values() if s == FAILED)
     report.seconds = time.perf_counter() - started

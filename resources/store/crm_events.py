@@ -107,6 +107,7 @@ class StoredEvent:
     entity_id: int
     ts: int
     attempts: int
+    received_at: datetime  # moves when the same call comes again: an outcome is then not recorded
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,9 @@ def record_event(db: Database, event: CrmEvent) -> tuple[int, bool]:
             status=PENDING, attempts=0, next_attempt_at=now).on_conflict_do_nothing(
             index_elements=["event", "entity_id", "ts"])
         created = conn.execute(stmt).rowcount == 1
-        if not created:
-            conn.execute(update(crm_events).where(key, crm_events.c.status != PENDING).values(
-                status=PENDING, attempts=0, next_attempt_at=now, last_error=None))
+        if not created:  # due now; a run reading it at this moment will not record over this call
+            conn.execute(update(crm_events).where(key).values(
+                status=PENDING, attempts=0, next_attempt_at=now, last_error=None, received_at=now))
         row_id = conn.execute(select(crm_events.c.id).where(key)).scalar_one()
     return int(row_id), created
 
@@ -157,7 +158,7 @@ def pending_events(db: Database, limit: int = 500, now: datetime | None = None) 
     """The oldest events due now, in arrival order."""
     with db.read() as conn:
         rows = conn.execute(select(crm_events.c.id, crm_events.c.event, crm_events.c.entity, crm_events.c.entity_id,
-                                   crm_events.c.ts, crm_events.c.attempts)
+                                   crm_events.c.ts, crm_events.c.attempts, crm_events.c.received_at)
                             .where(_due(now or utcnow())).order_by(crm_events.c.id).limit(limit)).all()
     return [StoredEvent(*r) for r in rows]
 
@@ -167,26 +168,32 @@ class PendingSummary:
     count: int  # due now
     newest_id: int | None
     attempts: int  # grows with every failed try, so a retry gets a new sensor run key
+    last_received: datetime | str | None = None  # moves when a call comes again
 
     @property
     def work_key(self) -> str:
-        return f"{self.newest_id}:{self.count}:{self.attempts}"
+        received = str(self.last_received or "").replace(" ", "T")
+        return f"{self.newest_id}:{self.count}:{self.attempts}:{received}"
 
 
 def pending_summary(db: Database, now: datetime | None = None) -> PendingSummary:
     """What a sensor needs to know about events due now, from the local table only."""
     with db.read() as conn:
-        count, newest, attempts = conn.execute(select(func.count(), func.max(crm_events.c.id),
-                                                      func.coalesce(func.sum(crm_events.c.attempts), 0))
-                                               .where(_due(now or utcnow()))).one()
-    return PendingSummary(int(count), int(newest) if newest is not None else None, int(attempts))
+        count, newest, attempts, received = conn.execute(select(
+            func.count(), func.max(crm_events.c.id), func.coalesce(func.sum(crm_events.c.attempts), 0),
+            func.max(crm_events.c.received_at)).where(_due(now or utcnow()))).one()
+    return PendingSummary(int(count), int(newest) if newest is not None else None, int(attempts), received)
 
 
 def finish_events(db: Database, outcomes: Mapping[int, tuple[str, str | None]], *,
-                  policy: RetryPolicy = RetryPolicy(), rng: random.Random | None = None) -> None:
+                  seen: Mapping[int, datetime] | None = None, policy: RetryPolicy = RetryPolicy(),
+                  rng: random.Random | None = None) -> None:
     """Record each event's outcome. A `failed` outcome waits (backoff) and is tried again, and
-    becomes `failed` for good only after `policy.max_attempts` tries."""
+    becomes `failed` for good only after `policy.max_attempts` tries. With `seen` (each event's
+    `received_at` as the run read it), an event whose call came again meanwhile keeps its new
+    pending state: the run's read may be older than that call."""
     now = utcnow()
+    seen = seen or {}
     with db.write() as conn:
         attempts = dict(conn.execute(select(crm_events.c.id, crm_events.c.attempts)
                                      .where(crm_events.c.id.in_(list(outcomes)))).all()) if outcomes else {}
@@ -197,7 +204,10 @@ def finish_events(db: Database, outcomes: Mapping[int, tuple[str, str | None]], 
                 values.update(status=PENDING, next_attempt_at=now + timedelta(seconds=policy.delay(tries, rng)))
             else:
                 values.update(status=status, processed_at=now)
-            conn.execute(update(crm_events).where(crm_events.c.id == event_id).values(**values))
+            where = [crm_events.c.id == event_id]
+            if event_id in seen:
+                where.append(crm_events.c.received_at == seen[event_id])
+            conn.execute(update(crm_events).where(*where).values(**values))
 
 
 def upsert_states(db: Database, states: Iterable[CrmObjectState]) -> int:
@@ -225,9 +235,12 @@ def upsert_states(db: Database, states: Iterable[CrmObjectState]) -> int:
             newer = and_(key, crm_state.c.deleted.is_(False))
             if s.date_modify is not None:
                 newer = and_(newer, or_(crm_state.c.date_modify.is_(None), crm_state.c.date_modify <= s.date_modify))
-            differs = or_(crm_state.c.stage.is_distinct_from(s.stage), crm_state.c.semantic != s.semantic)
+            differs = or_(crm_state.c.stage.is_distinct_from(s.stage), crm_state.c.semantic != s.semantic,
+                          crm_state.c.origin_id.is_distinct_from(s.origin_id))
+            # an undated read never erases the stored time (that would let any older read win later)
+            values["date_modify"] = func.coalesce(s.date_modify, crm_state.c.date_modify)
             changed += conn.execute(update(crm_state).where(newer, differs).values(**values)).rowcount
-            conn.execute(update(crm_state).where(newer).values(fetched_at=now, date_modify=s.date_modify))
+            conn.execute(update(crm_state).where(newer).values(fetched_at=now, date_modify=values["date_modify"]))
     return changed
 
 

@@ -205,3 +205,28 @@ def test_reconcile_starts_where_the_last_one_began_whatever_events_did(db):
     method, flt = portal.filters[2]
     assert method == "crm.deal.list" and flt["ORIGINATOR_ID"] == "zeta-bot"
     assert flt[">DATE_MODIFY"] == (cursor - timedelta(minutes=5)).isoformat(timespec="seconds") + "+00:00"
+
+
+def test_a_call_repeated_while_its_event_is_applied_is_read_again(db):
+    event = parse_event(body(), TOKEN)
+    event_id, _ = crm_events.record_event(db, event)
+    [taken] = crm_events.pending_events(db)
+    key_before = crm_events.pending_summary(db).work_key
+    crm_events.record_event(db, event)  # the same call lands while a run works on the event
+    assert crm_events.pending_summary(db).work_key != key_before  # the sensor may ask for a run at once
+    crm_events.finish_events(db, {event_id: ("done", None)}, seen={event_id: taken.received_at})
+    assert crm_events.event_counts(db)["pending"] == 1  # the run's read may predate the repeat
+    [again] = crm_events.pending_events(db)
+    crm_events.finish_events(db, {event_id: ("done", None)}, seen={event_id: again.received_at})
+    assert crm_events.event_counts(db) == {"pending": 0, "done": 1, "ignored": 0, "failed": 0}
+
+
+def test_an_undated_read_keeps_the_stored_time_and_origin_ids_fill_in(db):
+    won = CrmObjectState("deal", 6, None, "C1:WON", "won", "2026-11-28T10:00:00+00:00")
+    assert crm_events.upsert_states(db, [won]) == 1
+    undated = CrmObjectState("deal", 6, "BOT-000006", "C1:WON", "won", None)
+    assert crm_events.upsert_states(db, [undated]) == 1  # the origin id is new information
+    older = CrmObjectState("deal", 6, "BOT-000006", "C1:NEW", "in_progress", "2026-11-28T09:00:00+00:00")
+    assert crm_events.upsert_states(db, [older]) == 0
+    state = crm_events.state_of(db, "deal", 6)[0]
+    assert (state.stage, state.origin_id, state.date_modify) == ("C1:WON", "BOT-000006", "2026-11-28T10:00:00+00:00")
