@@ -66,7 +66,7 @@ def apply_crm_events_job() -> None:
     apply_crm_events_op()
 
 
-@op(description="List the bot's deals and leads changed since the newest known change and store their stages: "
+@op(description="List the bot's deals and leads changed since the last reconciliation began and store their stages: "
                 "catches events Bitrix24 dropped (it never resends one).")
 def reconcile_crm_op(context: OpExecutionContext, store: StoreResource, bitrix24: Bitrix24Resource,
                      push_config: PushConfigResource) -> dict:
