@@ -3,7 +3,7 @@
 An event carries only an id (reference §8), so each changed object is read back (`crm.deal.get`,
 `crm.lead.get`, ≤ 50 per batch). Only objects the bot created (`ORIGINATOR_ID` of the push mapping)
 are kept; a manager's own deals are not the bot's business. Because Bitrix24 never resends an
-event, `reconcile` lists the bot's deals and leads changed since the newest state it knows.
+event, `reconcile` lists the bot's deals and leads changed since the last reconciliation began.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from resources.bitrix24.client import Bitrix24Client
 from resources.bitrix24.errors import Bitrix24Error, MethodNotFound, NotFound
 from resources.store.crm_events import (
     DONE,
+    EVENT_RETRY,
     FAILED,
     IGNORED,
     SEMANTICS,
     CrmObjectState,
-    RetryPolicy,
     StoredEvent,
     finish_events,
     pending_events,
@@ -32,6 +32,7 @@ from resources.store.crm_events import (
     upsert_states,
 )
 from resources.store.database import Database, utcnow
+from resources.store.outbox import RetryPolicy
 
 logger = logging.getLogger("integrations.bitrix24")
 
@@ -89,7 +90,7 @@ def state_from_row(entity: str, row: dict[str, Any], originator_id: str) -> CrmO
 
 
 def apply_pending_events(db: Database, client: Bitrix24Client, originator_id: str, *, limit: int = 500,
-                         policy: RetryPolicy = RetryPolicy()) -> ApplyReport:
+                         policy: RetryPolicy = EVENT_RETRY) -> ApplyReport:
     """Apply up to `limit` pending events: one read per changed object, whatever number of events
     it got. Safe to run twice over the same events (it writes what the CRM says now)."""
     started = time.perf_counter()

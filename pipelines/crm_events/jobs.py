@@ -8,12 +8,10 @@ here — Dagster reads the real annotations of ops and sensors.
 import time
 
 from dagster import (
-    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     OpExecutionContext,
     RunRequest,
-    RunsFilter,
     ScheduleDefinition,
     SensorEvaluationContext,
     SkipReason,
@@ -22,6 +20,7 @@ from dagster import (
     sensor,
 )
 
+from pipelines.active_runs import active_run
 from pipelines.push.mapping import load_bitrix24_mapping
 from pipelines.push.runtime import PushConfigResource
 from resources.bitrix24.resource import Bitrix24Resource
@@ -34,8 +33,6 @@ from .apply import apply_pending_events, reconcile
 APPLY_JOB_NAME = "apply_crm_events"
 SENSOR_INTERVAL_SECONDS = 15
 RETRY_BUCKET_SECONDS = 120
-_ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-           DagsterRunStatus.STARTED]
 
 
 def _originator(push_config: PushConfigResource) -> str:
@@ -102,9 +99,9 @@ def crm_events_sensor(context: SensorEvaluationContext, store: StoreResource, bi
     summary = pending_summary(store.database())
     if summary.count == 0:
         return SkipReason("no Bitrix24 events due")
-    active = context.instance.get_runs(RunsFilter(job_name=APPLY_JOB_NAME, statuses=_ACTIVE), limit=1)
+    active = active_run(context.instance, APPLY_JOB_NAME)
     if active:
-        return SkipReason(f"{summary.count} event(s) due; run {active[0].run_id[:8]} is still going")
+        return SkipReason(f"{summary.count} event(s) due; run {active.run_id[:8]} is still going")
     return RunRequest(run_key=run_key(summary.work_key, time.time()), tags={"zeta/due_events": str(summary.count)})
 
 

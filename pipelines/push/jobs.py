@@ -10,12 +10,10 @@ from typing import Any
 
 from dagster import (
     Config,
-    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     OpExecutionContext,
     RunRequest,
-    RunsFilter,
     SensorEvaluationContext,
     SkipReason,
     job,
@@ -24,6 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from pipelines.active_runs import active_run
 from resources.bitrix24.resource import Bitrix24Resource
 from resources.onec.resource import OneCResource
 from resources.store import outbox
@@ -36,8 +35,6 @@ from .worker import PushReport, push_kinds, push_outbox
 PUSH_JOB_NAME = "push_outbox"
 SENSOR_INTERVAL_SECONDS = 15
 STALE_REQUEST_SECONDS = 300  # re-request the same work when no run picked it up for this long
-_ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-           DagsterRunStatus.STARTED]
 
 
 class PushOutboxConfig(Config):
@@ -132,9 +129,9 @@ def outbox_sensor(context: SensorEvaluationContext, store: StoreResource, push_c
     if summary.count == 0:
         when = f"; next at {summary.next_due_at:%Y-%m-%d %H:%M:%S} UTC" if summary.next_due_at else ""
         return SkipReason(f"no outbox rows due{when}")
-    active = context.instance.get_runs(RunsFilter(job_name=PUSH_JOB_NAME, statuses=_ACTIVE), limit=1)
+    active = active_run(context.instance, PUSH_JOB_NAME)
     if active:
-        return SkipReason(f"{summary.count} row(s) due; push_outbox run {active[0].run_id[:8]} is still running")
+        return SkipReason(f"{summary.count} row(s) due; push_outbox run {active.run_id[:8]} is still running")
     key = f"outbox:{summary.work_key}"
     previous = json.loads(context.cursor) if context.cursor else {}
     now = time.time()

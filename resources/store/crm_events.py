@@ -38,9 +38,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from resources.bitrix24.events import CrmEvent
 from resources.store.database import Database, utcnow
+from resources.store.outbox import RetryPolicy
 from resources.store.schema import metadata
 
 PENDING, DONE, IGNORED, FAILED = "pending", "done", "ignored", "failed"
+# The outbox's full-jitter backoff; 10 tries from 30 s up to an hour wait out a long portal outage.
+EVENT_RETRY = RetryPolicy(max_attempts=10)
 STATUSES = (PENDING, DONE, IGNORED, FAILED)
 # Bitrix24's STAGE_SEMANTIC_ID / STATUS_SEMANTIC_ID, in words the bot can use.
 SEMANTICS = {"P": "in_progress", "S": "won", "F": "lost"}
@@ -83,20 +86,6 @@ crm_cursors = Table(
     Column("entity", String(16), primary_key=True),
     Column("since", DateTime, nullable=False),
 )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long a failed read waits: full-jitter exponential backoff, `failed` after `max_attempts`
-    (10 tries from 30 s up to an hour: a portal outage of several hours is waited out)."""
-
-    max_attempts: int = 10
-    base_seconds: float = 30.0
-    max_seconds: float = 3600.0
-
-    def delay(self, attempts: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
-        return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True)
@@ -186,7 +175,7 @@ def pending_summary(db: Database, now: datetime | None = None) -> PendingSummary
 
 
 def finish_events(db: Database, outcomes: Mapping[int, tuple[str, str | None]], *,
-                  seen: Mapping[int, datetime] | None = None, policy: RetryPolicy = RetryPolicy(),
+                  seen: Mapping[int, datetime] | None = None, policy: RetryPolicy = EVENT_RETRY,
                   rng: random.Random | None = None) -> None:
     """Record each event's outcome. A `failed` outcome waits (backoff) and is tried again, and
     becomes `failed` for good only after `policy.max_attempts` tries. With `seen` (each event's
@@ -239,8 +228,10 @@ def upsert_states(db: Database, states: Iterable[CrmObjectState]) -> int:
                           crm_state.c.origin_id.is_distinct_from(s.origin_id))
             # an undated read never erases the stored time (that would let any older read win later)
             values["date_modify"] = func.coalesce(s.date_modify, crm_state.c.date_modify)
-            changed += conn.execute(update(crm_state).where(newer, differs).values(**values)).rowcount
-            conn.execute(update(crm_state).where(newer).values(fetched_at=now, date_modify=values["date_modify"]))
+            if conn.execute(update(crm_state).where(newer, differs).values(**values)).rowcount:
+                changed += 1
+            else:  # same stage: only when it was last confirmed
+                conn.execute(update(crm_state).where(newer).values(fetched_at=now, date_modify=values["date_modify"]))
     return changed
 
 

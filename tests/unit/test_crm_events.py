@@ -89,7 +89,7 @@ def test_the_inbox_stores_each_call_once_and_retries_with_backoff(db):
     summary = crm_events.pending_summary(db)
     assert (summary.count, summary.newest_id, summary.attempts) == (2, later, 0)
 
-    policy = crm_events.RetryPolicy(max_attempts=2, base_seconds=60, max_seconds=60)
+    policy = outbox.RetryPolicy(max_attempts=2, backoff_base_seconds=60, backoff_max_seconds=60)
     crm_events.finish_events(db, {first: ("failed", "boom"), later: ("done", None)}, policy=policy)
     assert crm_events.pending_summary(db).count == 0  # the failed one waits out its backoff
     soon = utcnow() + timedelta(seconds=61)
