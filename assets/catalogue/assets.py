@@ -64,7 +64,7 @@ def _extract_metadata(result: ExtractResult) -> dict[str, Any]:
 @asset(key=ONEC_CATALOGUE_RAW, group_name=GROUP, kinds={"python", "sql"},
        description="1C products (non-folders), groups and units, staged page by page.")
 def onec_catalogue_raw(context: AssetExecutionContext, onec: OneCResource, store: StoreResource) -> MaterializeResult:
-    with onec.client() as client:
+    with onec.client() as client, store.database().background_checkpoints():
         result = extract_catalogue(client, onec.profile(), store.database(), onec.page_size)
     return MaterializeResult(metadata=_extract_metadata(result))
 
@@ -72,7 +72,7 @@ def onec_catalogue_raw(context: AssetExecutionContext, onec: OneCResource, store
 @asset(key=ONEC_PRICES_RAW, group_name=GROUP, kinds={"python", "sql"},
        description="Current prices of the configured price type (SliceLast as of now).")
 def onec_prices_raw(context: AssetExecutionContext, onec: OneCResource, store: StoreResource) -> MaterializeResult:
-    with onec.client() as client:
+    with onec.client() as client, store.database().background_checkpoints():
         result = extract_prices(client, onec.profile(), store.database(), onec.price_type, onec.page_size)
     return MaterializeResult(metadata=_extract_metadata(result))
 
@@ -80,7 +80,7 @@ def onec_prices_raw(context: AssetExecutionContext, onec: OneCResource, store: S
 @asset(key=ONEC_STOCK_RAW, group_name=GROUP, kinds={"python", "sql"},
        description="Balances on the configured warehouses (Balance as of now); absent rows mean zero.")
 def onec_stock_raw(context: AssetExecutionContext, onec: OneCResource, store: StoreResource) -> MaterializeResult:
-    with onec.client() as client:
+    with onec.client() as client, store.database().background_checkpoints():
         result = extract_stock(client, onec.profile(), store.database(), onec.warehouses, onec.page_size)
     return MaterializeResult(metadata=_extract_metadata(result))
 
@@ -89,7 +89,8 @@ def onec_stock_raw(context: AssetExecutionContext, onec: OneCResource, store: St
        deps=[ONEC_CATALOGUE_RAW, ONEC_PRICES_RAW, ONEC_STOCK_RAW],
        description="The mapped next version of `products`, checked before it is published.")
 def products_candidate(context: AssetExecutionContext, onec: OneCResource, store: StoreResource) -> MaterializeResult:
-    result = build_candidate(store.database(), onec.profile(), search_text=search_text)
+    with store.database().background_checkpoints():
+        result = build_candidate(store.database(), onec.profile(), search_text=search_text)
     meta = asdict(result)
     collisions = meta.pop("sku_collisions")
     return MaterializeResult(metadata={
@@ -140,9 +141,10 @@ def shrink_guard(store: StoreResource, catalogue_rules: CatalogueRulesResource) 
        description="The bot's `products` and `product_stock` tables, replaced in one transaction.")
 def products(context: AssetExecutionContext, store: StoreResource,
              catalogue_rules: CatalogueRulesResource) -> MaterializeResult:
-    result = publish_candidate(store.database(), _latest_candidate(store),
-                               max_active_drop=catalogue_rules.max_active_drop,
-                               sample_size=catalogue_rules.sample_size)
+    with store.database().background_checkpoints():
+        result = publish_candidate(store.database(), _latest_candidate(store),
+                                   max_active_drop=catalogue_rules.max_active_drop,
+                                   sample_size=catalogue_rules.sample_size)
     return MaterializeResult(metadata={
         "inserted": result.inserted, "updated": result.updated, "deactivated": result.deactivated,
         "unchanged": result.unchanged, "rows_written": result.rows_written, "active": result.active,
