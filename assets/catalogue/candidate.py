@@ -83,6 +83,13 @@ def _keys_sql(first: str, second: str) -> str:
             f"CASE WHEN {second} <> '' AND {second} <> {first} THEN ' ' || {second} ELSE '' END, 2)")
 
 
+def _ident_sql(key: str) -> str:
+    """`document.ident_key` of a value from its staged search key (`ident_key(...).lower()`):
+    uppercasing undoes the lowering only for ASCII, so any other key is NULL (not precomputed)
+    and the publish evaluates the 0002 expression for it. SQLite only (the index is SQLite's)."""
+    return f"CASE WHEN length(CAST({key} AS BLOB)) = length({key}) THEN upper({key}) END"
+
+
 def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     """One INSERT … SELECT for the whole candidate: mapping, first-choice SKU, signature, search text.
 
@@ -111,6 +118,10 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
                             OR m.code_key IS NULL OR COALESCE(m.name, '') = ''
                             OR (m.group_ref IS NOT NULL AND m.group_folded IS NULL) THEN NULL
                        ELSE m.search_name || '{sep}' || COALESCE(m.group_folded, '') || '{sep}' || m.idents END"""
+    ident_cols = ("NULL, NULL, NULL" if dialect != "sqlite" else
+                  f"CASE WHEN m.sku = m.article THEN {_ident_sql('m.article_key')} "
+                  f"WHEN m.sku = m.code THEN {_ident_sql('m.code_key')} END, "
+                  f"{_ident_sql('m.article_key')}, {_ident_sql('m.code_key')}")
     signature = " || :us || ".join([
         "m.sku", "COALESCE(m.name, '')", "COALESCE(CAST(m.price AS TEXT), :nil)", "COALESCE(:cur, :nil)",
         "CAST(m.stock AS TEXT)", "CAST(m.deletion_mark AS TEXT)", "COALESCE(m.code, :nil)",
@@ -118,10 +129,11 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
         "COALESCE(m.stock_detail, '')"])
     return f"""
     INSERT INTO products_next (candidate_id, onec_ref, sku, name, price, currency, stock, is_active, code, article,
-                               unit, group_name, barcode, deletion_mark, data_version, content_hash, search_text)
+                               unit, group_name, barcode, deletion_mark, data_version, content_hash, search_text,
+                               sku_ident, article_ident, code_ident)
     SELECT :cand, m.ref, m.sku, COALESCE(NULLIF(m.name, ''), m.sku), m.price, :cur, m.stock, NOT m.deletion_mark,
            m.code, NULLIF(m.article, ''), m.unit_name, m.group_name, NULL, m.deletion_mark, m.data_version,
-           {signature}, {search}
+           {signature}, {search}, {ident_cols}
     FROM (
         SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.search_name, c.article_key,
                c.code_key, g.ref AS group_ref, g.name AS group_name, g.folded AS group_folded,
@@ -228,7 +240,7 @@ def _apply_sku_fixes(conn: Connection, fixes: list[dict[str, Any]]) -> None:
     if fixes:
         # The signature starts with the SKU; the name is the SKU when 1C has none.
         conn.execute(text("""
-            UPDATE products_next SET sku = :sku, search_text = NULL,
+            UPDATE products_next SET sku = :sku, search_text = NULL, sku_ident = NULL,
                 name = CASE WHEN :no_name THEN :sku ELSE name END,
                 content_hash = :sku || substr(content_hash, length(sku) + 1)
             WHERE candidate_id = :cand AND onec_ref = :ref"""), fixes)

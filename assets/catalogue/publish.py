@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, text, update
 
 from resources.store.database import Database
 from resources.store.schema import sync_runs
-from resources.store.search.sqlite import rebuild_index
+from resources.store.search.sqlite import idents_from, rebuild_index
 
 from .checks import check_shrink_guard
 from .staging import utcnow
@@ -116,8 +116,10 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 UPDATE products SET is_active = false, stock = 0, content_hash = '{VANISHED_HASH}', updated_at = :now
                 WHERE {vanishing}"""), c)
             result.deactivated = became_inactive + (vanished.rowcount or 0)
-            if triggers:
-                rebuild_index(conn, recompute_text=False)
+            if triggers:  # the active products are now exactly the candidate's active rows
+                rebuild_index(conn, recompute_text=False, params=c, idents=idents_from(
+                    "products_next", "candidate_id = :c AND is_active",
+                    {"sku": "sku_ident", "article": "article_ident", "code": "code_ident"}))
                 for ddl in triggers:
                     conn.exec_driver_sql(ddl)
             # Confirmation time of every row this sync saw; content columns stay untouched.

@@ -147,6 +147,11 @@ products_next = Table(
     Column("content_hash", Text, nullable=False),  # a content signature (see candidate.py)
     Column("search_text", Text, nullable=True),
     Column("change", String(8), nullable=True),  # insert | update | same, set at publish
+    # migration 0006: `document.ident_key` of sku / article / code for `product_idents`; NULL: not
+    # precomputed (the publish falls back to the SQL expression for that row)
+    Column("sku_ident", Text, nullable=True),
+    Column("article_ident", Text, nullable=True),
+    Column("code_ident", Text, nullable=True),
     Index("ix_products_next_sku", "candidate_id", "sku"),
 )
 

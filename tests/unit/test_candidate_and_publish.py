@@ -175,3 +175,34 @@ def test_a_reader_sees_the_old_or_the_new_catalogue_never_a_mix(db):
             "SELECT SUM(price), SUM(stock), (SELECT SUM(quantity) FROM product_stock) FROM products")).one()))
     assert seen <= {(300000.0, 3000.0, 3000.0), (600000.0, 6000.0, 6000.0)}
     assert (600000.0, 6000.0, 6000.0) in seen
+
+
+def test_a_bulk_publish_fills_the_identifier_index_exactly_as_the_triggers_would(db, monkeypatch):
+    """The bulk path copies the candidate's precomputed keys (ASCII) and evaluates the 0002
+    expression for the rest (Cyrillic, a changed SKU, no staged key): same rows either way."""
+    import assets.catalogue.publish as publish_module
+    from resources.store.search.document import ident_key
+    from resources.store.search.sqlite import rebuild_index
+
+    monkeypatch.setattr(publish_module, "BULK_MIN_ROWS", 1)
+    articles = ["ab-12/3", "АБ-7", "", "dup 1", "dup 1", " x.y ", "Кк-ab", "Q\t9"]
+    products = []
+    for i, article in enumerate(articles):
+        code = f"00-{i:03d}" if i != 5 else "00.кз 5"
+        row = {"ref": f"r{i}", "code": code, "article": article.strip(), "name": f"Товар {i}",
+               "article_key": ident_key(article.strip()).lower(), "code_key": ident_key(code).lower()}
+        if i == 7:  # one row staged without keys, as an older extract would have
+            row |= {"article_key": None, "code_key": None}
+        products.append(row)
+    stage(db, products, [], [])
+    sync(db)
+    with db.read() as conn:
+        published = sorted(conn.execute(text("SELECT ident, kind, sku FROM product_idents")).all())
+        precomputed = conn.execute(text(
+            "SELECT COUNT(sku_ident), COUNT(article_ident), COUNT(code_ident) FROM products_next")).one()
+    assert precomputed[1] >= 4 and precomputed[2] >= 5, "the keys were not precomputed"
+    with db.write() as conn:
+        rebuild_index(conn, recompute_text=False)  # the 0002 expression over `products`
+        expected = sorted(conn.execute(text("SELECT ident, kind, sku FROM product_idents")).all())
+    assert published == expected
+    assert ("AB123", "article", "ab-12/3") in published and ("АБ7", "article", "АБ-7") in published

@@ -17,7 +17,7 @@ from resources.store.search.planner import Plan
 from resources.store.search.ranking import IDENT_SCORES
 from resources.store.search.vocabulary import Vocabulary
 
-__all__ = ["SqliteProductSearch", "index_version", "rebuild_index"]
+__all__ = ["SqliteProductSearch", "idents_from", "index_version", "rebuild_index"]
 
 _VERSION_SQL = text("SELECT seq FROM sqlite_sequence WHERE name = 'product_search'")
 _VOCAB_SQL = text("SELECT term, doc FROM products_fts_vocab")
@@ -115,6 +115,7 @@ def _sql_ident(col: str) -> str:
 
 
 _REST = "substr(search_text, instr(search_text, '|') + 1)"
+_IDENT_COLUMNS = ("sku", "barcode", "article", "code")
 _REFILL = (
     "DELETE FROM product_idents",
     "DELETE FROM product_search",
@@ -131,25 +132,42 @@ _REFILL = (
     FROM products WHERE is_active
     """,
     "INSERT INTO products_fts (products_fts) VALUES ('rebuild')",
-    # An empty key becomes NULL, which OR IGNORE skips (ident is NOT NULL): the key expression
-    # is evaluated once per row instead of twice.
-    *(
-        f"""
-        INSERT OR IGNORE INTO product_idents (ident, kind, sku)
-        SELECT NULLIF({_sql_ident(col)}, ''), '{col}', sku FROM products
-        WHERE is_active AND {col} IS NOT NULL
-        """
-        for col in ("sku", "barcode", "article", "code")
-    ),
+)
+# An empty key becomes NULL, which OR IGNORE skips (ident is NOT NULL): the key expression
+# is evaluated once per row instead of twice.
+_REFILL_IDENTS = tuple(
+    f"""
+    INSERT OR IGNORE INTO product_idents (ident, kind, sku)
+    SELECT NULLIF({_sql_ident(col)}, ''), '{col}', sku FROM products
+    WHERE is_active AND {col} IS NOT NULL
+    """
+    for col in _IDENT_COLUMNS
 )
 
 
-def rebuild_index(conn: Connection, *, recompute_text: bool = True, batch: int = 5000) -> int:
+def idents_from(source: str, where: str, precomputed: dict[str, str]) -> list[str]:
+    """`product_idents` refill statements reading another table (e.g. a publish's candidate) whose
+    rows are exactly the active products: `precomputed` maps a kind to a column holding its key
+    (NULL there = evaluate the expression for that row). The keys equal the triggers' keys."""
+    return [
+        f"""
+        INSERT OR IGNORE INTO product_idents (ident, kind, sku)
+        SELECT NULLIF({f"COALESCE({precomputed[col]}, {_sql_ident(col)})" if col in precomputed else _sql_ident(col)},
+                      ''), '{col}', sku FROM {source}
+        WHERE {where} AND {col} IS NOT NULL
+        """
+        for col in _IDENT_COLUMNS
+    ]
+
+
+def rebuild_index(conn: Connection, *, recompute_text: bool = True, batch: int = 5000,
+                  idents: list[str] | None = None, params: dict[str, Any] | None = None) -> int:
     """Rebuild the search index from `products` inside the caller's transaction.
 
     With `recompute_text`, first rewrites `products.search_text` wherever it differs from
     `search_text(...)` of the row (after a folding change, or rows written by an older sync);
-    that part runs on any database, the index refill on SQLite only. Returns the number of
+    that part runs on any database, the index refill on SQLite only. `idents` (see `idents_from`,
+    run with `params`) replaces the identifier refill from `products`. Returns the number of
     indexed (active) products, or of active products where there is no SQLite index."""
     if recompute_text:
         last = ""
@@ -175,4 +193,6 @@ def rebuild_index(conn: Connection, *, recompute_text: bool = True, batch: int =
         return int(conn.execute(text("SELECT count(*) FROM products WHERE is_active")).scalar() or 0)
     for sql in _REFILL:
         conn.execute(text(sql))
+    for sql in idents if idents is not None else _REFILL_IDENTS:
+        conn.execute(text(sql), params or {})
     return int(conn.execute(text("SELECT count(*) FROM product_search")).scalar() or 0)
