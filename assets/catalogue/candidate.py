@@ -1,7 +1,7 @@
 """Map the staged 1C extracts into the next version of `products` (the candidate).
 
-The candidate lives in `products_next` / `product_stock_next` until the checks pass and the
-publish step swaps it in. Mapping rules (reference/onec.md §5, §7): SKU = Артикул, else Code
+The candidate lives in `products_next` until the checks pass and the publish step swaps it in
+(with `product_stock` copied from the candidate's stock batch). Mapping rules (reference/onec.md §5, §7): SKU = Артикул, else Code
 (collisions fall back along `sku_rule`, then to the 1C ref); price of the configured type per
 base unit, null when 1C has none; stock summed over the configured warehouses, 0 when absent.
 """
@@ -59,16 +59,6 @@ SELECT ref FROM (
 ) ranked WHERE rn > 1
 """
 
-_STOCK_SQL = """
-INSERT INTO product_stock_next (candidate_id, onec_ref, warehouse, quantity)
-SELECT :cand, s.product, COALESCE(r.name, s.warehouse), SUM(s.quantity)
-FROM raw_stock s
-LEFT JOIN raw_reference r ON r.batch_id = :sb AND r.kind = 'warehouse' AND r.ref = s.warehouse
-WHERE s.batch_id = :sb AND s.product IN (SELECT ref FROM raw_catalogue WHERE batch_id = :cb)
-GROUP BY s.product, COALESCE(r.name, s.warehouse)
-"""
-
-
 def _source_sql(source: str) -> tuple[str, str]:
     """(condition, value) of one `sku_rule` source as the set-based first choice takes it: any
     non-empty value (duplicate-article losers and taken SKUs are fixed after, see `_apply_sku_rule`)."""
@@ -96,16 +86,11 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     `search_text` is assembled from pieces the extract precomputed; wherever one is missing (or
     the SKU is the 1C ref, or the name is empty) it is left NULL for the Python pass to fill."""
     ratio = "CAST(pu.extra AS REAL)" if dialect == "sqlite" else "CAST(pu.extra AS DOUBLE PRECISION)"
-    if dialect == "sqlite":  # 3.40 has no ORDER BY inside group_concat: feed it sorted rows
-        stock = """SELECT onec_ref, SUM(quantity) AS total,
-                          group_concat(warehouse || :tab || CAST(quantity AS TEXT), :nl) AS detail
-                   FROM (SELECT onec_ref, warehouse, quantity FROM product_stock_next
-                         WHERE candidate_id = :cand ORDER BY onec_ref, warehouse) sorted
-                   GROUP BY onec_ref"""
-    else:
-        stock = """SELECT onec_ref, SUM(quantity) AS total,
-                          string_agg(warehouse || :tab || CAST(quantity AS TEXT), :nl ORDER BY warehouse) AS detail
-                   FROM product_stock_next WHERE candidate_id = :cand GROUP BY onec_ref"""
+    # Stock by key from the batch (one row per warehouse name, clustered by product then name):
+    # SQLite 3.40 has no ORDER BY inside group_concat, the key order feeds it sorted rows.
+    concat = ("group_concat(s.warehouse || :tab || CAST(s.quantity AS TEXT), :nl)" if dialect == "sqlite" else
+              "string_agg(s.warehouse || :tab || CAST(s.quantity AS TEXT), :nl ORDER BY s.warehouse)")
+    stock_of = "FROM raw_stock s WHERE s.batch_id = :sb AND s.product = c.ref"
     sources = [_source_sql(src) for src in rule]
     sku = "CASE " + " ".join(f"WHEN {cond} THEN {value}" for cond, value in sources) + " ELSE c.ref END"
     keys = {"article": _keys_sql("c.article_key", "c.code_key"), "code": _keys_sql("c.code_key", "c.article_key")}
@@ -137,7 +122,8 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     FROM (
         SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.search_name, c.article_key,
                c.code_key, g.ref AS group_ref, g.name AS group_name, g.folded AS group_folded,
-               u.name AS unit_name, pr.price, COALESCE(st.total, 0.0) AS stock, st.detail AS stock_detail,
+               u.name AS unit_name, pr.price, COALESCE((SELECT SUM(s.quantity) {stock_of}), 0.0) AS stock,
+               (SELECT {concat} {stock_of}) AS stock_detail,
                {sku} AS sku, {idents} AS idents
         FROM raw_catalogue c
         LEFT JOIN raw_reference g ON g.batch_id = :cb AND g.kind = 'group' AND g.ref = c.parent
@@ -152,7 +138,6 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
             WHERE p.batch_id = :pb
             GROUP BY p.product
         ) pr ON pr.product = c.ref
-        LEFT JOIN ({stock}) st ON st.onec_ref = c.ref
         WHERE c.batch_id = :cb
     ) m
     """
@@ -188,7 +173,6 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
             planned = pool.submit(_plan_sku_fixes, db, params, rule, result)
             with db.write() as conn:
                 dialect = conn.dialect.name
-                conn.execute(text(_STOCK_SQL), params)
                 conn.execute(text(_candidate_sql(dialect, rule, search_text is document.search_text)), params)
                 _apply_sku_fixes(conn, planned.result())
                 if search_text is not None:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from resources.onec.client import OneCClient, empty_to_none, guid_literal
 from resources.onec.errors import OneCBadResponse, OneCConfigError
 from resources.onec.profile import MappingProfile, ProductFields, ReferenceSection
@@ -243,9 +245,50 @@ def resolve_warehouses(all_warehouses: list[dict[str, Any]], wanted: list[str], 
     return {by_name[_norm(n)] for n in wanted}
 
 
+class StockStager:
+    """Stage Balance rows as one row per (product, warehouse name), summed, page by page.
+
+    1C returns Balance ordered by product (`stock_pages` asks for it), so a product is complete
+    once the next one starts: only the last product of a page waits for the next page. Rows of a
+    product that come back apart hit the batch's primary key and fail the extract by name."""
+
+    def __init__(self, db: Database, batch_id: int, register: str) -> None:
+        self.db, self.batch_id, self.register = db, batch_id, register
+        self._product: str | None = None
+        self._by_name: dict[str, float] = {}
+
+    def add(self, rows: Iterable[tuple[str, str, float]]) -> None:
+        """(product, warehouse name, quantity) rows in 1C order."""
+        done: list[tuple[Any, ...]] = []
+        for product, name, quantity in rows:
+            if product != self._product:
+                self._drain(done)
+                self._product = product
+            self._by_name[name] = self._by_name.get(name, 0.0) + quantity
+        self._insert(done)
+
+    def finish(self) -> None:
+        done: list[tuple[Any, ...]] = []
+        self._drain(done)
+        self._insert(done)
+
+    def _drain(self, into: list[tuple[Any, ...]]) -> None:
+        into.extend((self.batch_id, self._product, name, qty) for name, qty in self._by_name.items())
+        self._by_name = {}
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            insert_tuples(self.db, raw_stock, ["batch_id", "product", "warehouse", "quantity"], rows)
+        except IntegrityError:
+            raise OneCBadResponse(
+                f"1C: {self.register} Balance rows of one product came back on non-adjacent pages: the "
+                "server did not honour $orderby by product, so stock cannot be summed page by page") from None
+
+
 def extract_stock(client: OneCClient, profile: MappingProfile, db: Database, warehouses: list[str],
                   page_size: int) -> ExtractResult:
-    """Current balances over the configured warehouses (`Balance` as of now) into a `stock` batch."""
+    """Current balances over the configured warehouses (`Balance` as of now) into a `stock` batch:
+    warehouse refs resolved to names (an unknown ref stays a ref) and summed per product and name."""
     section = profile.stock
     f = section.fields
 
@@ -253,18 +296,21 @@ def extract_stock(client: OneCClient, profile: MappingProfile, db: Database, war
         all_wh = _stage_reference(db, batch_id, "warehouse",
                                   _reference_rows(client, profile.warehouses, page_size))
         included = resolve_warehouses(all_wh, warehouses, profile.warehouses.entity_set)
-        rows = pages = 0
+        names = {w["ref"]: w["name"] for w in all_wh}
         es = section.register_name
+        stager = StockStager(db, batch_id, es)
+        rows = pages = 0
         for page in stock_pages(client, profile, page_size):
-            batch: list[tuple[Any, ...]] = []
+            batch: list[tuple[str, str, float]] = []
             for item in page:
                 wh = _field(item, f.warehouse, es)
                 if included is not None and wh not in included:
                     continue
-                batch.append((batch_id, _field(item, f.product, es), wh, float(_field(item, f.quantity, es) or 0)))
-            insert_tuples(db, raw_stock, ["batch_id", "product", "warehouse", "quantity"], batch)
+                batch.append((_field(item, f.product, es), names.get(wh, wh), float(_field(item, f.quantity, es) or 0)))
+            stager.add(batch)
             rows += len(batch)
             pages += 1
+        stager.finish()
         return ExtractResult("stock", batch_id, rows, pages,
                              note={"warehouses": warehouses or "all"})
 

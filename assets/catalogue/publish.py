@@ -7,16 +7,17 @@ inactive (never deleted); `synced_at` of every confirmed row moves to this sync'
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, text, update
+from sqlalchemy import Connection, insert, select, text, update
 
 from resources.store.database import Database
-from resources.store.schema import sync_runs
+from resources.store.schema import extract_batches, sync_runs
 from resources.store.search.sqlite import idents_from, rebuild_index
 
 from .checks import check_shrink_guard
@@ -66,6 +67,7 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
     run_id = _start_run(db, source, now)
     try:
         with db.write() as conn:
+            stock_batch = _stock_batch(conn, candidate_id)
             if max_active_drop is not None:
                 guard = check_shrink_guard(conn, candidate_id, max_active_drop)
                 if not guard.passed:
@@ -105,9 +107,9 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                     SELECT sku FROM products_next WHERE candidate_id = :c AND change <> 'same')"""), c)
             conn.execute(text("""
                 INSERT INTO product_stock (sku, warehouse, quantity)
-                SELECT n.sku, s.warehouse, s.quantity FROM product_stock_next s
-                JOIN products_next n ON n.candidate_id = s.candidate_id AND n.onec_ref = s.onec_ref
-                WHERE s.candidate_id = :c AND n.change <> 'same'"""), c)
+                SELECT n.sku, s.warehouse, s.quantity FROM products_next n
+                JOIN raw_stock s ON s.batch_id = :sb AND s.product = n.onec_ref
+                WHERE n.candidate_id = :c AND n.change <> 'same'"""), {**c, "sb": stock_batch})
             # Products that vanished from 1C: their stock rows go, the product stays, inactive.
             vanishing = ("is_active AND NOT EXISTS (SELECT 1 FROM products_next n "
                          "WHERE n.candidate_id = :c AND n.onec_ref = products.onec_ref)")
@@ -142,6 +144,23 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
     logger.info("published candidate %d: +%d ~%d -%d =%d in %.2fs", candidate_id, result.inserted,
                 result.updated, result.deactivated, result.unchanged, result.seconds)
     return result
+
+
+class StaleCandidateError(RuntimeError):
+    """The candidate's staged stock rows are gone (pruned by newer stock extracts)."""
+
+
+def _stock_batch(conn: Connection, candidate_id: int) -> int:
+    """The stock batch the candidate was mapped from, still staged: `product_stock` is copied from it."""
+    note = conn.execute(select(extract_batches.c.note).where(extract_batches.c.id == candidate_id)).scalar_one()
+    stock_id = json.loads(note or "{}").get("batches", {}).get("stock")
+    status = None if stock_id is None else conn.execute(
+        select(extract_batches.c.status).where(extract_batches.c.id == stock_id)).scalar()
+    if status != "complete":
+        raise StaleCandidateError(
+            f"candidate {candidate_id} was mapped from stock batch {stock_id}, which is no longer staged "
+            f"({status or 'missing'}): materialize products_candidate again, then publish")
+    return int(stock_id)
 
 
 def _suspend_search_triggers(conn: Connection, written: int) -> list[str]:

@@ -16,7 +16,6 @@ from sqlalchemy import Connection, Table, and_, delete, insert, select, update
 from resources.store.database import Database, utcnow
 from resources.store.schema import (
     extract_batches,
-    product_stock_next,
     products_next,
     raw_catalogue,
     raw_prices,
@@ -29,7 +28,7 @@ RAW_TABLES: dict[str, list[tuple[Table, str]]] = {
     "catalogue": [(raw_catalogue, "batch_id"), (raw_reference, "batch_id")],
     "prices": [(raw_prices, "batch_id"), (raw_reference, "batch_id")],
     "stock": [(raw_stock, "batch_id"), (raw_reference, "batch_id")],
-    "candidate": [(products_next, "candidate_id"), (product_stock_next, "candidate_id")],
+    "candidate": [(products_next, "candidate_id")],
 }
 KEEP_COMPLETE_BATCHES = 2
 

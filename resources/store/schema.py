@@ -99,14 +99,15 @@ raw_prices = Table(
     Index("ix_raw_prices_batch_product", "batch_id", "product"),
 )
 
+# Migration 0007: one row per product and warehouse *name* (summed by the extract), clustered.
 raw_stock = Table(
     "raw_stock",
     metadata,
-    Column("batch_id", Integer, nullable=False),
-    Column("product", String(36), nullable=False),
-    Column("warehouse", String(36), nullable=False),
+    Column("batch_id", Integer, primary_key=True),
+    Column("product", String(36), primary_key=True),
+    Column("warehouse", String(255), primary_key=True),
     Column("quantity", Float, nullable=False),
-    Index("ix_raw_stock_batch_product", "batch_id", "product"),
+    sqlite_with_rowid=False,
 )
 
 # Small reference catalogues read alongside an extract: groups, units, currencies, price types,
@@ -153,16 +154,6 @@ products_next = Table(
     Column("article_ident", Text, nullable=True),
     Column("code_ident", Text, nullable=True),
     Index("ix_products_next_sku", "candidate_id", "sku"),
-)
-
-product_stock_next = Table(
-    "product_stock_next",
-    metadata,
-    Column("candidate_id", Integer, primary_key=True),
-    Column("onec_ref", String(36), primary_key=True),
-    Column("warehouse", String(255), primary_key=True),
-    Column("quantity", Float, nullable=False),
-    sqlite_with_rowid=False,  # migration 0004: one clustered B-tree, read back in key order
 )
 
 sync_runs = Table(

@@ -7,11 +7,12 @@ from sqlalchemy import text
 
 from assets.catalogue.candidate import build_candidate
 from assets.catalogue.checks import check_no_negative_prices, check_shrink_guard, check_unique_skus
+from assets.catalogue.extract import StockStager
 from assets.catalogue.publish import ShrinkGuardError, publish_candidate
 from assets.catalogue.staging import MissingExtractError, complete_batch, insert_rows, open_batch
 from resources.onec.profile import load_profile
 from resources.store.database import Database
-from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock
+from resources.store.schema import raw_catalogue, raw_prices, raw_reference
 
 PROFILE = load_profile("ut11")
 WH = {"w1": "Основной склад", "w2": "Склад Алматы", "w3": "Склад Астана"}
@@ -38,7 +39,9 @@ def stage(db: Database, products: list[dict], prices: list[tuple], stock: list[t
     complete_batch(db, pb, len(prices), {"currency": "KZT"})
     sb = open_batch(db, "stock")
     insert_rows(db, raw_reference, [{"batch_id": sb, "kind": "warehouse", "ref": k, "name": v} for k, v in WH.items()])
-    insert_rows(db, raw_stock, [{"batch_id": sb, "product": p, "warehouse": w, "quantity": q} for p, w, q in stock])
+    stager = StockStager(db, sb, "AccumulationRegister_ЗапасыИПотребности")  # as the extract stages them
+    stager.add([(p, WH.get(w, w), float(q)) for p, w, q in sorted(stock, key=lambda row: row[0])])
+    stager.finish()
     complete_batch(db, sb, len(stock))
 
 
@@ -206,3 +209,38 @@ def test_a_bulk_publish_fills_the_identifier_index_exactly_as_the_triggers_would
         expected = sorted(conn.execute(text("SELECT ident, kind, sku FROM product_idents")).all())
     assert published == expected
     assert ("AB123", "article", "ab-12/3") in published and ("АБ7", "article", "АБ-7") in published
+
+
+def test_stock_is_summed_per_warehouse_name_across_page_boundaries(db):
+    sb = open_batch(db, "stock")
+    stager = StockStager(db, sb, "AccumulationRegister_ЗапасыИПотребности")
+    stager.add([("r1", "Склад Алматы", 1.0), ("r2", "Склад Алматы", 2.0), ("r2", "Склад Астана", 3.0)])
+    stager.add([("r2", "Склад Алматы", 4.0), ("r3", "Склад Астана", 5.0)])  # r2 goes on over the page break
+    stager.finish()
+    with db.read() as conn:
+        got = conn.execute(text("SELECT product, warehouse, quantity FROM raw_stock WHERE batch_id = :b "
+                                "ORDER BY 1, 2"), {"b": sb}).all()
+    assert got == [("r1", "Склад Алматы", 1.0), ("r2", "Склад Алматы", 6.0), ("r2", "Склад Астана", 3.0),
+                   ("r3", "Склад Астана", 5.0)]
+
+
+def test_stock_rows_of_one_product_on_non_adjacent_pages_fail_the_extract_by_name(db):
+    from resources.onec.errors import OneCBadResponse
+
+    stager = StockStager(db, open_batch(db, "stock"), "AccumulationRegister_ЗапасыИПотребности")
+    stager.add([("r1", "Склад Алматы", 1.0), ("r2", "Склад Алматы", 2.0)])
+    with pytest.raises(OneCBadResponse, match="ЗапасыИПотребности.*non-adjacent.*orderby"):
+        stager.add([("r3", "Склад Алматы", 1.0), ("r1", "Склад Алматы", 4.0), ("r4", "Склад Астана", 1.0)])
+
+
+def test_a_candidate_whose_stock_batch_was_pruned_is_not_published(db):
+    from assets.catalogue.publish import StaleCandidateError
+
+    stage(db, BASE, PRICES, STOCK)
+    cand = build_candidate(db, PROFILE)
+    with db.write() as conn:
+        conn.execute(text("UPDATE extract_batches SET status = 'pruned' WHERE id = :b"),
+                     {"b": cand.batches["stock"]})
+    with pytest.raises(StaleCandidateError, match=f"stock batch {cand.batches['stock']}.*products_candidate"):
+        publish_candidate(db, cand.candidate_id)
+    assert rows(db) == {}

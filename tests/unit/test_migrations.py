@@ -1,4 +1,4 @@
-"""Alembic migrations of the store on SQLite: 0004 keeps staged stock rows both ways."""
+"""Alembic migrations of the store on SQLite: 0004 keeps staged stock rows both ways; 0007 retires them."""
 
 from pathlib import Path
 
@@ -28,7 +28,7 @@ def test_0004_clusters_product_stock_next_and_keeps_its_rows(tmp_path: Path):
     rows = [(7, "ref-a", "Склад Алматы", 2.0), (7, "ref-a", "Склад Астана", 1.5), (7, "ref-b", "Склад Алматы", 4.0)]
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO product_stock_next VALUES (?, ?, ?, ?)", rows)
-    _alembic(engine, "head")
+    _alembic(engine, "0004_stock_next_key")
     assert "WITHOUT ROWID" in _table_sql(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT * FROM product_stock_next ORDER BY 1, 2, 3")).all() == sorted(rows)
@@ -38,4 +38,27 @@ def test_0004_clusters_product_stock_next_and_keeps_its_rows(tmp_path: Path):
         assert sorted(conn.execute(text("SELECT * FROM product_stock_next")).all()) == sorted(rows)
         indexes = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'"))}
     assert "ix_product_stock_next_ref" in indexes
+    engine.dispose()
+
+
+def test_0007_keys_raw_stock_by_name_and_retires_stock_staged_by_refs(tmp_path: Path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    _alembic(engine, "0006_candidate_idents")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO extract_batches (id, kind, status, started_at, row_count) "
+                             "VALUES (1, 'stock', 'complete', '2026-01-01', 1), (2, 'stock', 'failed', '2026-01-01', 0)")
+        conn.exec_driver_sql("INSERT INTO raw_stock VALUES (1, 'ref-a', 'wh-ref-1', 2.0)")
+    _alembic(engine, "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, status FROM extract_batches ORDER BY id")).all() == [
+            (1, "pruned"), (2, "failed")]
+        raw_sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'raw_stock'")).scalar_one()
+        assert "WITHOUT ROWID" in raw_sql and "PRIMARY KEY (batch_id, product, warehouse)" in raw_sql
+        assert conn.execute(text("SELECT COUNT(*) FROM raw_stock")).scalar_one() == 0
+        assert conn.execute(text("SELECT COUNT(*) FROM sqlite_master WHERE name = 'product_stock_next'")).scalar() == 0
+    _alembic(engine, "0006_candidate_idents", down=True)
+    with engine.connect() as conn:
+        assert "WITHOUT ROWID" in _table_sql(engine)
+        raw_sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'raw_stock'")).scalar_one()
+        assert "WITHOUT ROWID" not in raw_sql
     engine.dispose()
