@@ -95,6 +95,15 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 DELETE FROM products WHERE sku IN (
                     SELECT n.sku FROM products_next n JOIN products p ON p.sku = n.sku
                     WHERE n.candidate_id = :c AND n.change <> 'same' AND p.onec_ref <> n.onec_ref)"""), c)
+            # Products that vanished from 1C: their stock rows go, the product stays, inactive. Done
+            # before the upsert, it only visits rows that were there (none on a first load).
+            vanishing = ("is_active AND NOT EXISTS (SELECT 1 FROM products_next n "
+                         "WHERE n.candidate_id = :c AND n.onec_ref = products.onec_ref)")
+            conn.execute(text(f"DELETE FROM product_stock WHERE sku IN (SELECT sku FROM products WHERE {vanishing})"), c)
+            vanished = conn.execute(text(f"""
+                UPDATE products SET is_active = false, stock = 0, content_hash = '{VANISHED_HASH}', updated_at = :now
+                WHERE {vanishing}"""), c)
+            result.deactivated = became_inactive + (vanished.rowcount or 0)
             col_list = ", ".join(cols)
             set_list = ", ".join(f"{col} = excluded.{col}" for col in cols if col != "sku")
             conn.execute(text(f"""
@@ -110,24 +119,17 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 SELECT n.sku, s.warehouse, s.quantity FROM products_next n
                 JOIN raw_stock s ON s.batch_id = :sb AND s.product = n.onec_ref
                 WHERE n.candidate_id = :c AND n.change <> 'same'"""), {**c, "sb": stock_batch})
-            # Products that vanished from 1C: their stock rows go, the product stays, inactive.
-            vanishing = ("is_active AND NOT EXISTS (SELECT 1 FROM products_next n "
-                         "WHERE n.candidate_id = :c AND n.onec_ref = products.onec_ref)")
-            conn.execute(text(f"DELETE FROM product_stock WHERE sku IN (SELECT sku FROM products WHERE {vanishing})"), c)
-            vanished = conn.execute(text(f"""
-                UPDATE products SET is_active = false, stock = 0, content_hash = '{VANISHED_HASH}', updated_at = :now
-                WHERE {vanishing}"""), c)
-            result.deactivated = became_inactive + (vanished.rowcount or 0)
             if triggers:  # the active products are now exactly the candidate's active rows
                 rebuild_index(conn, recompute_text=False, params=c, idents=idents_from(
                     "products_next", "candidate_id = :c AND is_active",
                     {"sku": "sku_ident", "article": "article_ident", "code": "code_ident"}))
                 for ddl in triggers:
                     conn.exec_driver_sql(ddl)
-            # Confirmation time of every row this sync saw; content columns stay untouched.
+            # Confirmation time of every row this sync saw and left alone (the rest was just written);
+            # content columns stay untouched.
             conn.execute(text("""
                 UPDATE products SET synced_at = :now WHERE synced_at <> :now AND onec_ref IN (
-                    SELECT onec_ref FROM products_next WHERE candidate_id = :c)"""), c)
+                    SELECT onec_ref FROM products_next WHERE candidate_id = :c AND change = 'same')"""), c)
             result.active, result.total = conn.execute(text(
                 "SELECT COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0), COUNT(*) FROM products")).one()
             if sample_size:
