@@ -26,9 +26,6 @@ logger = logging.getLogger("integrations.onec")
 
 SearchTextFn = Callable[..., str]
 
-# Separators of the content signature: never part of 1C text (1C strips control characters).
-_US, _NIL = "\x1f", "\x1e"
-
 
 @dataclass
 class CandidateResult:
@@ -107,11 +104,9 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
                   f"CASE WHEN m.sku = m.article THEN {_ident_sql('m.article_key')} "
                   f"WHEN m.sku = m.code THEN {_ident_sql('m.code_key')} END, "
                   f"{_ident_sql('m.article_key')}, {_ident_sql('m.code_key')}")
-    signature = " || :us || ".join([
-        "m.sku", "COALESCE(m.name, '')", "COALESCE(CAST(m.price AS TEXT), :nil)", "COALESCE(:cur, :nil)",
-        "CAST(m.stock AS TEXT)", "CAST(m.deletion_mark AS TEXT)", "COALESCE(m.code, :nil)",
-        "COALESCE(m.article, '')", "COALESCE(m.unit_name, :nil)", "COALESCE(m.group_name, :nil)",
-        "COALESCE(m.stock_detail, '')"])
+    # `content_hash` keeps what no column of the row shows: the stock per warehouse. The publish
+    # compares it together with the columns (see `publish.SAME_CONTENT`).
+    signature = "COALESCE(m.stock_detail, '')"
     return f"""
     INSERT INTO products_next (candidate_id, onec_ref, sku, name, price, currency, stock, is_active, code, article,
                                unit, group_name, barcode, deletion_mark, data_version, content_hash, search_text,
@@ -166,7 +161,7 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
     rule = list(profile.products.sku_rule)
     try:
         params = {"cb": batches["catalogue"].id, "pb": batches["prices"].id, "sb": batches["stock"].id,
-                  "cand": candidate_id, "cur": currency, "tab": "\t", "nl": "\n", "us": _US, "nil": _NIL}
+                  "cand": candidate_id, "cur": currency, "tab": "\t", "nl": "\n"}
         # The SKU rule reads only the staged catalogue: it is planned on a reader connection while
         # the writer runs the set-based inserts (Python work beside SQLite work that frees the GIL).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sku-rule") as pool:
@@ -222,11 +217,10 @@ def _plan_sku_fixes(db: Database, params: dict[str, Any], rule: list[str],
 
 def _apply_sku_fixes(conn: Connection, fixes: list[dict[str, Any]]) -> None:
     if fixes:
-        # The signature starts with the SKU; the name is the SKU when 1C has none.
+        # The name is the SKU when 1C has none.
         conn.execute(text("""
             UPDATE products_next SET sku = :sku, search_text = NULL, sku_ident = NULL,
-                name = CASE WHEN :no_name THEN :sku ELSE name END,
-                content_hash = :sku || substr(content_hash, length(sku) + 1)
+                name = CASE WHEN :no_name THEN :sku ELSE name END
             WHERE candidate_id = :cand AND onec_ref = :ref"""), fixes)
 
 

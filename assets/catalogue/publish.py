@@ -72,9 +72,10 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 guard = check_shrink_guard(conn, candidate_id, max_active_drop)
                 if not guard.passed:
                     raise ShrinkGuardError(guard.description)
-            conn.execute(text("""
+            same = _same_content(conn.dialect.name)
+            conn.execute(text(f"""
                 UPDATE products_next SET change = COALESCE(
-                    (SELECT CASE WHEN p.content_hash = products_next.content_hash THEN 'same' ELSE 'update' END
+                    (SELECT CASE WHEN {same} THEN 'same' ELSE 'update' END
                      FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')
                 WHERE candidate_id = :c"""), c)
             counts = dict(conn.execute(text(
@@ -146,6 +147,18 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
     logger.info("published candidate %d: +%d ~%d -%d =%d in %.2fs", candidate_id, result.inserted,
                 result.updated, result.deactivated, result.unchanged, result.seconds)
     return result
+
+
+# What a published row must match for the candidate row to count as unchanged: every mapped
+# column, and `content_hash`, which keeps what no column shows (the stock per warehouse). 1C's
+# DataVersion is left out: it moves on writes to fields this sync does not map.
+SAME_CONTENT = ("sku", "name", "price", "currency", "stock", "is_active", "code", "article", "unit", "group_name",
+                "barcode", "deletion_mark", "content_hash")
+
+
+def _same_content(dialect: str) -> str:
+    equal = "IS" if dialect == "sqlite" else "IS NOT DISTINCT FROM"  # NULL-safe on both
+    return " AND ".join(f"p.{col} {equal} products_next.{col}" for col in SAME_CONTENT)
 
 
 class StaleCandidateError(RuntimeError):

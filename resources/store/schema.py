@@ -42,7 +42,9 @@ products = Table(
     Column("barcode", String(64), nullable=True),
     Column("deletion_mark", Boolean, nullable=False, default=False),
     Column("data_version", String(64), nullable=True),
-    Column("content_hash", Text, nullable=False),  # a content signature (see candidate.py)
+    # migration 0008: the stock per warehouse, the part of a row's content no column shows
+    # ("vanished" for a product gone from 1C); the publish compares it with the columns
+    Column("content_hash", Text, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Column("search_text", Text, nullable=True),  # migration 0002: what the search index reads
 )
@@ -145,7 +147,9 @@ products_next = Table(
     Column("barcode", String(64), nullable=True),
     Column("deletion_mark", Boolean, nullable=False),
     Column("data_version", String(64), nullable=True),
-    Column("content_hash", Text, nullable=False),  # a content signature (see candidate.py)
+    # migration 0008: the stock per warehouse, the part of a row's content no column shows
+    # ("vanished" for a product gone from 1C); the publish compares it with the columns
+    Column("content_hash", Text, nullable=False),
     Column("search_text", Text, nullable=True),
     Column("change", String(8), nullable=True),  # insert | update | same, set at publish
     # migration 0006: `document.ident_key` of sku / article / code for `product_idents`; NULL: not

@@ -244,3 +244,27 @@ def test_a_candidate_whose_stock_batch_was_pruned_is_not_published(db):
     with pytest.raises(StaleCandidateError, match=f"stock batch {cand.batches['stock']}.*products_candidate"):
         publish_candidate(db, cand.candidate_id)
     assert rows(db) == {}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"ref": "r1", "code": "00-001x"}, "code"), ({"ref": "r2", "article": "NEW-ART"}, "article"),
+    ({"ref": "r1", "deletion_mark": True}, "is_active"), ({"ref": "r1", "parent": None}, "group_name"),
+])
+def test_any_mapped_column_change_rewrites_the_row_and_nothing_else(db, change, field):
+    stage(db, BASE, PRICES, STOCK)
+    sync(db)
+    changed = [{**p, **change} if p["ref"] == change["ref"] else p for p in BASE]
+    stage(db, changed, PRICES, STOCK)
+    _, pub = sync(db)
+    assert pub.rows_written == 1 and pub.unchanged == 4, field
+
+
+def test_stock_moved_between_warehouses_with_the_same_total_is_a_change(db):
+    stage(db, BASE, PRICES, STOCK)
+    sync(db)
+    stage(db, BASE, PRICES, [("r1", "w1", 5), ("r1", "w2", 10), ("r2", "w3", 7)])  # r1: 15 in all, as before
+    _, pub = sync(db)
+    assert (pub.updated, pub.unchanged) == (1, 4)
+    with db.read() as conn:
+        assert conn.execute(text("SELECT warehouse, quantity FROM product_stock WHERE sku = 'ART001' "
+                                 "ORDER BY warehouse")).all() == [("Основной склад", 5.0), ("Склад Алматы", 10.0)]

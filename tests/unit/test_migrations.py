@@ -62,3 +62,25 @@ def test_0007_keys_raw_stock_by_name_and_retires_stock_staged_by_refs(tmp_path: 
         raw_sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'raw_stock'")).scalar_one()
         assert "WITHOUT ROWID" not in raw_sql
     engine.dispose()
+
+
+def test_0008_cuts_stored_signatures_to_the_stock_detail(tmp_path: Path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    _alembic(engine, "0007_stock_by_name")
+    old = "\x1f".join(["ART1", "Молоко", "450.0", "KZT", "15.0", "0", "00-1", "ART1", "шт", "Молочные",
+                       "Основной склад\t10.0\nСклад Алматы\t5.0"])
+    with engine.begin() as conn:
+        for sku, ref, content in (("ART1", "r1", old), ("ART2", "r2", "vanished")):
+            conn.exec_driver_sql(
+                "INSERT INTO products (sku, name, stock, is_active, onec_ref, synced_at, deletion_mark, content_hash, "
+                "updated_at) VALUES (?, 'x', 0, 1, ?, '2026-01-01', 0, ?, '2026-01-01')", (sku, ref, content))
+        conn.exec_driver_sql(
+            "INSERT INTO products_next (candidate_id, onec_ref, sku, name, stock, is_active, deletion_mark, "
+            "content_hash) VALUES (3, 'r1', 'ART1', 'x', 0, 1, 0, ?)", (old,))
+    _alembic(engine, "head")
+    with engine.connect() as conn:
+        assert dict(conn.execute(text("SELECT sku, content_hash FROM products")).all()) == {
+            "ART1": "Основной склад\t10.0\nСклад Алматы\t5.0", "ART2": "vanished"}
+        assert conn.execute(text("SELECT content_hash FROM products_next")).scalar_one() == (
+            "Основной склад\t10.0\nСклад Алматы\t5.0")
+    engine.dispose()
