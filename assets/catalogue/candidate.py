@@ -83,11 +83,6 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     `search_text` is assembled from pieces the extract precomputed; wherever one is missing (or
     the SKU is the 1C ref, or the name is empty) it is left NULL for the Python pass to fill."""
     ratio = "CAST(pu.extra AS REAL)" if dialect == "sqlite" else "CAST(pu.extra AS DOUBLE PRECISION)"
-    # Stock by key from the batch (one row per warehouse name, clustered by product then name):
-    # SQLite 3.40 has no ORDER BY inside group_concat, the key order feeds it sorted rows.
-    concat = ("group_concat(s.warehouse || :tab || CAST(s.quantity AS TEXT), :nl)" if dialect == "sqlite" else
-              "string_agg(s.warehouse || :tab || CAST(s.quantity AS TEXT), :nl ORDER BY s.warehouse)")
-    stock_of = "FROM raw_stock s WHERE s.batch_id = :sb AND s.product = c.ref"
     sources = [_source_sql(src) for src in rule]
     sku = "CASE " + " ".join(f"WHEN {cond} THEN {value}" for cond, value in sources) + " ELSE c.ref END"
     keys = {"article": _keys_sql("c.article_key", "c.code_key"), "code": _keys_sql("c.code_key", "c.article_key")}
@@ -117,12 +112,12 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     FROM (
         SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.search_name, c.article_key,
                c.code_key, g.ref AS group_ref, g.name AS group_name, g.folded AS group_folded,
-               u.name AS unit_name, pr.price, COALESCE((SELECT SUM(s.quantity) {stock_of}), 0.0) AS stock,
-               (SELECT {concat} {stock_of}) AS stock_detail,
+               u.name AS unit_name, pr.price, COALESCE(st.total, 0.0) AS stock, st.detail AS stock_detail,
                {sku} AS sku, {idents} AS idents
         FROM raw_catalogue c
         LEFT JOIN raw_reference g ON g.batch_id = :cb AND g.kind = 'group' AND g.ref = c.parent
         LEFT JOIN raw_reference u ON u.batch_id = :cb AND u.kind = 'unit' AND u.ref = c.unit
+        LEFT JOIN raw_stock_totals st ON st.batch_id = :sb AND st.product = c.ref
         LEFT JOIN (
             SELECT p.product,
                    COALESCE(MIN(CASE WHEN p.package IS NULL AND p.characteristic IS NULL THEN p.price END),
@@ -161,7 +156,7 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
     rule = list(profile.products.sku_rule)
     try:
         params = {"cb": batches["catalogue"].id, "pb": batches["prices"].id, "sb": batches["stock"].id,
-                  "cand": candidate_id, "cur": currency, "tab": "\t", "nl": "\n"}
+                  "cand": candidate_id, "cur": currency}
         # The SKU rule reads only the staged catalogue: it is planned on a reader connection while
         # the writer runs the set-based inserts (Python work beside SQLite work that frees the GIL).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sku-rule") as pool:

@@ -18,7 +18,7 @@ from resources.onec.client import OneCClient, empty_to_none, guid_literal
 from resources.onec.errors import OneCBadResponse, OneCConfigError
 from resources.onec.profile import MappingProfile, ProductFields, ReferenceSection
 from resources.store.database import Database
-from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock
+from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock, raw_stock_totals
 from resources.store.search.document import ident_key
 from resources.store.search.normalize import fold
 
@@ -245,6 +245,21 @@ def resolve_warehouses(all_warehouses: list[dict[str, Any]], wanted: list[str], 
     return {by_name[_norm(n)] for n in wanted}
 
 
+def sqlite_real_text(value: float) -> str:
+    """`CAST(value AS TEXT)` as SQLite writes a REAL (`%!.15g`: 15 digits, always a decimal point)."""
+    text = f"{value:.15g}"
+    mantissa, e, exponent = text.partition("e")
+    if "." not in mantissa and mantissa.lstrip("-").isdigit():
+        mantissa += ".0"
+    return mantissa + e + exponent
+
+
+def postgres_real_text(value: float) -> str:
+    """`CAST(value AS TEXT)` as PostgreSQL (12+) writes a double: shortest exact, no trailing `.0`."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
 class StockStager:
     """Stage Balance rows as one row per (product, warehouse name), summed, page by page.
 
@@ -254,31 +269,43 @@ class StockStager:
 
     def __init__(self, db: Database, batch_id: int, register: str) -> None:
         self.db, self.batch_id, self.register = db, batch_id, register
+        self._real_text = sqlite_real_text if db.is_sqlite else postgres_real_text
         self._product: str | None = None
         self._by_name: dict[str, float] = {}
 
     def add(self, rows: Iterable[tuple[str, str, float]]) -> None:
         """(product, warehouse name, quantity) rows in 1C order."""
         done: list[tuple[Any, ...]] = []
+        totals: list[tuple[Any, ...]] = []
         for product, name, quantity in rows:
             if product != self._product:
-                self._drain(done)
+                self._drain(done, totals)
                 self._product = product
             self._by_name[name] = self._by_name.get(name, 0.0) + quantity
-        self._insert(done)
+        self._insert(done, totals)
 
     def finish(self) -> None:
         done: list[tuple[Any, ...]] = []
-        self._drain(done)
-        self._insert(done)
+        totals: list[tuple[Any, ...]] = []
+        self._drain(done, totals)
+        self._insert(done, totals)
 
-    def _drain(self, into: list[tuple[Any, ...]]) -> None:
-        into.extend((self.batch_id, self._product, name, qty) for name, qty in self._by_name.items())
+    def _drain(self, rows: list[tuple[Any, ...]], totals: list[tuple[Any, ...]]) -> None:
+        if not self._by_name:
+            return
+        total, lines = 0.0, []
+        for name in sorted(self._by_name):  # the order SQL sums and lists them in (by name)
+            qty = self._by_name[name]
+            rows.append((self.batch_id, self._product, name, qty))
+            total += qty
+            lines.append(f"{name}\t{self._real_text(qty)}")
+        totals.append((self.batch_id, self._product, total, "\n".join(lines)))
         self._by_name = {}
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, rows: list[tuple[Any, ...]], totals: list[tuple[Any, ...]]) -> None:
         try:
             insert_tuples(self.db, raw_stock, ["batch_id", "product", "warehouse", "quantity"], rows)
+            insert_tuples(self.db, raw_stock_totals, ["batch_id", "product", "total", "detail"], totals)
         except IntegrityError:
             raise OneCBadResponse(
                 f"1C: {self.register} Balance rows of one product came back on non-adjacent pages: the "

@@ -21,13 +21,14 @@ from resources.store.schema import (
     raw_prices,
     raw_reference,
     raw_stock,
+    raw_stock_totals,
 )
 
 # The staging tables of each batch kind and the column that names the batch in them.
 RAW_TABLES: dict[str, list[tuple[Table, str]]] = {
     "catalogue": [(raw_catalogue, "batch_id"), (raw_reference, "batch_id")],
     "prices": [(raw_prices, "batch_id"), (raw_reference, "batch_id")],
-    "stock": [(raw_stock, "batch_id"), (raw_reference, "batch_id")],
+    "stock": [(raw_stock, "batch_id"), (raw_stock_totals, "batch_id"), (raw_reference, "batch_id")],
     "candidate": [(products_next, "candidate_id")],
 }
 KEEP_COMPLETE_BATCHES = 2

@@ -112,6 +112,17 @@ raw_stock = Table(
     sqlite_with_rowid=False,
 )
 
+# Migration 0009: per product of a stock batch, its total and the "name\tquantity" lines by name.
+raw_stock_totals = Table(
+    "raw_stock_totals",
+    metadata,
+    Column("batch_id", Integer, primary_key=True),
+    Column("product", String(36), primary_key=True),
+    Column("total", Float, nullable=False),
+    Column("detail", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # Small reference catalogues read alongside an extract: groups, units, currencies, price types,
 # warehouses. `kind` names which; `extra` holds one kind-specific value (unit ratio, currency ref).
 raw_reference = Table(
