@@ -105,10 +105,11 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     return f"""
     INSERT INTO products_next (candidate_id, onec_ref, sku, name, price, currency, stock, is_active, code, article,
                                unit, group_name, barcode, deletion_mark, data_version, content_hash, search_text,
-                               sku_ident, article_ident, code_ident)
+                               sku_ident, article_ident, code_ident, change)
     SELECT :cand, m.ref, m.sku, COALESCE(NULLIF(m.name, ''), m.sku), m.price, :cur, m.stock, NOT m.deletion_mark,
            m.code, NULLIF(m.article, ''), m.unit_name, m.group_name, NULL, m.deletion_mark, m.data_version,
-           {signature}, {search}, {ident_cols}
+           {signature}, {search}, {ident_cols},
+           CASE WHEN (SELECT 1 FROM products LIMIT 1) IS NULL THEN 'insert' END  -- a first load (see publish)
     FROM (
         SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.search_name, c.article_key,
                c.code_key, g.ref AS group_ref, g.name AS group_name, g.folded AS group_folded,

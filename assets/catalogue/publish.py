@@ -72,12 +72,18 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 guard = check_shrink_guard(conn, candidate_id, max_active_drop)
                 if not guard.passed:
                     raise ShrinkGuardError(guard.description)
-            same = _same_content(conn.dialect.name)
-            conn.execute(text(f"""
-                UPDATE products_next SET change = COALESCE(
-                    (SELECT CASE WHEN {same} THEN 'same' ELSE 'update' END
-                     FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')
-                WHERE candidate_id = :c"""), c)
+            if conn.execute(text("SELECT 1 FROM products LIMIT 1")).first() is None:
+                # A first load: every row is new. The candidate step already said so where it saw
+                # `products` empty too; only rows it did not mark are rewritten.
+                conn.execute(text("UPDATE products_next SET change = 'insert' "
+                                  "WHERE candidate_id = :c AND (change IS NULL OR change <> 'insert')"), c)
+            else:
+                same = _same_content(conn.dialect.name)
+                conn.execute(text(f"""
+                    UPDATE products_next SET change = COALESCE(
+                        (SELECT CASE WHEN {same} THEN 'same' ELSE 'update' END
+                         FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')
+                    WHERE candidate_id = :c"""), c)
             counts = dict(conn.execute(text(
                 "SELECT change, COUNT(*) FROM products_next WHERE candidate_id = :c GROUP BY change"), c).all())
             result.inserted, result.unchanged = counts.get("insert", 0), counts.get("same", 0)

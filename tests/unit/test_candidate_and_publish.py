@@ -283,3 +283,13 @@ def test_stock_moved_between_warehouses_with_the_same_total_is_a_change(db):
     with db.read() as conn:
         assert conn.execute(text("SELECT warehouse, quantity FROM product_stock WHERE sku = 'ART001' "
                                  "ORDER BY warehouse")).all() == [("Основной склад", 5.0), ("Склад Алматы", 10.0)]
+
+
+def test_a_candidate_built_on_an_empty_table_is_compared_again_if_products_filled_up_since(db):
+    """The candidate step marks every row 'insert' when `products` is empty; a publish that finds
+    `products` filled by another publish in between compares the rows itself."""
+    stage(db, BASE, PRICES, STOCK)
+    early = build_candidate(db, PROFILE)
+    sync(db)  # another candidate of the same content is published first
+    pub = publish_candidate(db, early.candidate_id, max_active_drop=0.5)
+    assert (pub.inserted, pub.updated, pub.unchanged) == (0, 0, 5)
