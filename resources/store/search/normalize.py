@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 __all__ = ["KAZAKH_FOLD", "fold", "tokens"]
 
@@ -44,7 +45,8 @@ _TABLE_NO_KZ = _build_table(kazakh=False)
 _DECIMAL = re.compile(r"(?<=\d)[.,](?=\d)")
 _PUNCT = re.compile(r"[^\w\x00]+")
 _DIGIT_LETTER = re.compile(r"(?<=\d)(?=[^\W\d])|(?<=[^\W\d])(?=\d)")
-_MIXED = re.compile(r"[a-z][а-я]|[а-я][a-z]")
+_HAS_LATIN = re.compile(r"[a-z]").search
+_HAS_CYRILLIC = re.compile(r"[а-я]").search
 _WORD = re.compile(r"\w+")
 # Latin letters that look like Cyrillic ones (after lowercasing: «H»→h→н, «B»→b→в).
 _HOMOGLYPHS = str.maketrans("aceopxykmthbi", "асеорхукмтнви")
@@ -61,7 +63,26 @@ def _fix_homoglyphs(text: str) -> str:
 
 
 def fold(text: str | None, *, kazakh: bool = True) -> str:
-    """Fold `text` to space-separated search tokens (see the module docstring)."""
+    """Fold `text` to space-separated search tokens (see the module docstring).
+
+    Every step only looks inside a whitespace-separated chunk, so the text is folded chunk by
+    chunk through a bounded cache: product names repeat their words (brands, kinds, units), and a
+    100k-product sync folds each distinct word once instead of every name in full."""
+    if not text:
+        return ""
+    parts = text.replace("№", " ").split()  # NFKC would make it «No»
+    if len(parts) == 1:
+        return _fold_chunk(parts[0], kazakh)
+    return " ".join(folded for folded in (_fold_chunk(part, kazakh) for part in parts) if folded)
+
+
+@lru_cache(maxsize=1 << 16)
+def _fold_chunk(chunk: str, kazakh: bool) -> str:
+    return _fold_text(chunk, kazakh=kazakh)
+
+
+def _fold_text(text: str, *, kazakh: bool = True) -> str:
+    """The folding itself, over any text (the reference `fold` is checked against in tests)."""
     if not text:
         return ""
     s = unicodedata.normalize("NFKC", text.replace("№", " ")).lower()  # NFKC would make it «No»
@@ -70,7 +91,7 @@ def fold(text: str | None, *, kazakh: bool = True) -> str:
     s = _PUNCT.sub(" ", s)
     s = s.replace("\x00", ".")
     s = _DIGIT_LETTER.sub(" ", s)
-    if _MIXED.search(s):
+    if _HAS_LATIN(s) and _HAS_CYRILLIC(s):  # some word may mix them; each word decides alone
         s = _fix_homoglyphs(s)
     return " ".join(s.split())
 
