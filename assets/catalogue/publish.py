@@ -72,9 +72,11 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 guard = check_shrink_guard(conn, candidate_id, max_active_drop)
                 if not guard.passed:
                     raise ShrinkGuardError(guard.description)
-            if conn.execute(text("SELECT 1 FROM products LIMIT 1")).first() is None:
-                # A first load: every row is new. The candidate step already said so where it saw
-                # `products` empty too; only rows it did not mark are rewritten.
+            # A first load: every row is new and there is nothing to compare, move, deactivate or
+            # confirm (product_stock is empty too: its rows need a product). The candidate step
+            # already marked its rows 'insert' where it saw `products` empty; only others are rewritten.
+            first_load = conn.execute(text("SELECT 1 FROM products LIMIT 1")).first() is None
+            if first_load:
                 conn.execute(text("UPDATE products_next SET change = 'insert' "
                                   "WHERE candidate_id = :c AND (change IS NULL OR change <> 'insert')"), c)
             else:
@@ -87,30 +89,13 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
             counts = dict(conn.execute(text(
                 "SELECT change, COUNT(*) FROM products_next WHERE candidate_id = :c GROUP BY change"), c).all())
             result.inserted, result.unchanged = counts.get("insert", 0), counts.get("same", 0)
-            became_inactive = conn.execute(text("""
+            became_inactive = 0 if first_load else conn.execute(text("""
                 SELECT COUNT(*) FROM products_next n JOIN products p ON p.onec_ref = n.onec_ref
                 WHERE n.candidate_id = :c AND p.is_active AND NOT n.is_active"""), c).scalar_one()
             result.updated = counts.get("update", 0) - became_inactive
             triggers = _suspend_search_triggers(conn, result.inserted + counts.get("update", 0))
-            # A product whose SKU changed, or a SKU that moved to another 1C product: drop the old row
-            # so the upsert below can take the key (stock rows go with it by the foreign key).
-            conn.execute(text("""
-                DELETE FROM products WHERE onec_ref IN (
-                    SELECT n.onec_ref FROM products_next n JOIN products p ON p.onec_ref = n.onec_ref
-                    WHERE n.candidate_id = :c AND n.change = 'update' AND p.sku <> n.sku)"""), c)
-            conn.execute(text("""
-                DELETE FROM products WHERE sku IN (
-                    SELECT n.sku FROM products_next n JOIN products p ON p.sku = n.sku
-                    WHERE n.candidate_id = :c AND n.change <> 'same' AND p.onec_ref <> n.onec_ref)"""), c)
-            # Products that vanished from 1C: their stock rows go, the product stays, inactive. Done
-            # before the upsert, it only visits rows that were there (none on a first load).
-            vanishing = ("is_active AND NOT EXISTS (SELECT 1 FROM products_next n "
-                         "WHERE n.candidate_id = :c AND n.onec_ref = products.onec_ref)")
-            conn.execute(text(f"DELETE FROM product_stock WHERE sku IN (SELECT sku FROM products WHERE {vanishing})"), c)
-            vanished = conn.execute(text(f"""
-                UPDATE products SET is_active = false, stock = 0, content_hash = '{VANISHED_HASH}', updated_at = :now
-                WHERE {vanishing}"""), c)
-            result.deactivated = became_inactive + (vanished.rowcount or 0)
+            if not first_load:
+                result.deactivated = became_inactive + _clear_the_way(conn, c)
             col_list = ", ".join(cols)
             set_list = ", ".join(f"{col} = excluded.{col}" for col in cols if col != "sku")
             conn.execute(text(f"""
@@ -118,9 +103,10 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 SELECT {col_list}, :now, :now FROM products_next WHERE candidate_id = :c AND change <> 'same'
                 ON CONFLICT (sku) DO UPDATE SET {set_list}, synced_at = excluded.synced_at,
                     updated_at = excluded.updated_at"""), c)
-            conn.execute(text("""
-                DELETE FROM product_stock WHERE sku IN (
-                    SELECT sku FROM products_next WHERE candidate_id = :c AND change <> 'same')"""), c)
+            if not first_load:
+                conn.execute(text("""
+                    DELETE FROM product_stock WHERE sku IN (
+                        SELECT sku FROM products_next WHERE candidate_id = :c AND change <> 'same')"""), c)
             conn.execute(text("""
                 INSERT INTO product_stock (sku, warehouse, quantity)
                 SELECT n.sku, s.warehouse, s.quantity FROM products_next n
@@ -134,9 +120,10 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                     conn.exec_driver_sql(ddl)
             # Confirmation time of every row this sync saw and left alone (the rest was just written);
             # content columns stay untouched.
-            conn.execute(text("""
-                UPDATE products SET synced_at = :now WHERE synced_at <> :now AND onec_ref IN (
-                    SELECT onec_ref FROM products_next WHERE candidate_id = :c AND change = 'same')"""), c)
+            if not first_load:
+                conn.execute(text("""
+                    UPDATE products SET synced_at = :now WHERE synced_at <> :now AND onec_ref IN (
+                        SELECT onec_ref FROM products_next WHERE candidate_id = :c AND change = 'same')"""), c)
             result.active, result.total = conn.execute(text(
                 "SELECT COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0), COUNT(*) FROM products")).one()
             if sample_size:
@@ -182,6 +169,27 @@ def _stock_batch(conn: Connection, candidate_id: int) -> int:
             f"candidate {candidate_id} was mapped from stock batch {stock_id}, which is no longer staged "
             f"({status or 'missing'}): materialize products_candidate again, then publish")
     return int(stock_id)
+
+
+def _clear_the_way(conn: Connection, c: dict[str, Any]) -> int:
+    """Before the upsert: drop rows whose SKU changed or moved to another 1C product (so the upsert
+    can take the key; stock rows go with them by the foreign key), and deactivate products that
+    vanished from 1C (their stock rows go, the product stays). Returns how many vanished."""
+    conn.execute(text("""
+        DELETE FROM products WHERE onec_ref IN (
+            SELECT n.onec_ref FROM products_next n JOIN products p ON p.onec_ref = n.onec_ref
+            WHERE n.candidate_id = :c AND n.change = 'update' AND p.sku <> n.sku)"""), c)
+    conn.execute(text("""
+        DELETE FROM products WHERE sku IN (
+            SELECT n.sku FROM products_next n JOIN products p ON p.sku = n.sku
+            WHERE n.candidate_id = :c AND n.change <> 'same' AND p.onec_ref <> n.onec_ref)"""), c)
+    vanishing = ("is_active AND NOT EXISTS (SELECT 1 FROM products_next n "
+                 "WHERE n.candidate_id = :c AND n.onec_ref = products.onec_ref)")
+    conn.execute(text(f"DELETE FROM product_stock WHERE sku IN (SELECT sku FROM products WHERE {vanishing})"), c)
+    vanished = conn.execute(text(f"""
+        UPDATE products SET is_active = false, stock = 0, content_hash = '{VANISHED_HASH}', updated_at = :now
+        WHERE {vanishing}"""), c)
+    return vanished.rowcount or 0
 
 
 def _suspend_search_triggers(conn: Connection, written: int) -> list[str]:
