@@ -19,7 +19,7 @@ from resources.onec.errors import OneCBadResponse, OneCConfigError
 from resources.onec.profile import MappingProfile, ProductFields, ReferenceSection
 from resources.store.database import Database
 from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock, raw_stock_totals
-from resources.store.search.document import ident_key
+from resources.store.search.document import ident_search_key
 from resources.store.search.normalize import fold
 
 from .staging import complete_batch, fail_batch, insert_rows, insert_tuples, open_batch
@@ -162,7 +162,7 @@ def _catalogue_row(batch_id: int, item: dict[str, Any], f: ProductFields, es: st
     return (batch_id, _field(item, f.ref, es), item.get(f.data_version), bool(_field(item, f.deletion_mark, es)),
             empty_to_none(item.get(f.parent)), code, article, name,
             empty_to_none(item.get(f.unit)) if f.unit else None,
-            fold(name), ident_key(article).lower(), ident_key(code).lower())
+            fold(name), ident_search_key(article), ident_search_key(code))
 
 
 def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database, page_size: int) -> ExtractResult:

@@ -160,3 +160,10 @@ def test_vocabulary_guesses_latin_brands_and_stems() -> None:
 
 def test_max_edits() -> None:
     assert [max_edits("x" * n) for n in range(1, 8)] == [0, 0, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("value", ["ab-12/3", "АБ-7", "", " x.y ", "Кк-ab", "Q\t9", "ÄÖ.ü", "İstanbul"])
+def test_ident_search_key_is_the_lowered_ident_key(value: str) -> None:
+    from resources.store.search.document import ident_key, ident_search_key
+
+    assert ident_search_key(value) == ident_key(value).lower()

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from resources.store.search.normalize import fold
 
-__all__ = ["SECTION_SEP", "ident_key", "search_text", "split_search_text"]
+__all__ = ["SECTION_SEP", "ident_key", "ident_search_key", "search_text", "split_search_text"]
 
 SECTION_SEP = "|"
 
@@ -29,6 +29,12 @@ def ident_key(value: object) -> str:
     if value is None:
         return ""
     return _IDENT_DROP.sub("", str(value)).translate(_ASCII_UPPER)
+
+
+def ident_search_key(value: str) -> str:
+    """`ident_key(value).lower()` (the identifier piece of `search_text`) without the ASCII
+    uppercasing that `.lower()` undoes: the extract computes it for every product."""
+    return _IDENT_DROP.sub("", value).lower()
 
 
 def search_text(
