@@ -6,6 +6,7 @@ call them. A failed extract leaves no rows behind (the batch is marked failed an
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +19,7 @@ from resources.onec.client import OneCClient, empty_to_none, guid_literal
 from resources.onec.errors import OneCBadResponse, OneCConfigError
 from resources.onec.profile import MappingProfile, ProductFields, ReferenceSection
 from resources.store.database import Database
-from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock, raw_stock_totals
+from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock_totals
 from resources.store.search.document import ident_search_key
 from resources.store.search.normalize import fold
 
@@ -261,7 +262,7 @@ def postgres_real_text(value: float) -> str:
 
 
 class StockStager:
-    """Stage Balance rows as one row per (product, warehouse name), summed, page by page.
+    """Stage Balance rows per product, summed per warehouse name, page by page.
 
     1C returns Balance ordered by product (`stock_pages` asks for it), so a product is complete
     once the next one starts: only the last product of a page waits for the next page. Rows of a
@@ -275,37 +276,34 @@ class StockStager:
 
     def add(self, rows: Iterable[tuple[str, str, float]]) -> None:
         """(product, warehouse name, quantity) rows in 1C order."""
-        done: list[tuple[Any, ...]] = []
         totals: list[tuple[Any, ...]] = []
         for product, name, quantity in rows:
             if product != self._product:
-                self._drain(done, totals)
+                self._drain(totals)
                 self._product = product
             self._by_name[name] = self._by_name.get(name, 0.0) + quantity
-        self._insert(done, totals)
+        self._insert(totals)
 
     def finish(self) -> None:
-        done: list[tuple[Any, ...]] = []
         totals: list[tuple[Any, ...]] = []
-        self._drain(done, totals)
-        self._insert(done, totals)
+        self._drain(totals)
+        self._insert(totals)
 
-    def _drain(self, rows: list[tuple[Any, ...]], totals: list[tuple[Any, ...]]) -> None:
+    def _drain(self, totals: list[tuple[Any, ...]]) -> None:
         if not self._by_name:
             return
-        total, lines = 0.0, []
-        for name in sorted(self._by_name):  # the order SQL sums and lists them in (by name)
-            qty = self._by_name[name]
-            rows.append((self.batch_id, self._product, name, qty))
+        by_name = {name: self._by_name[name] for name in sorted(self._by_name)}  # the order SQL sums in
+        total = 0.0
+        for qty in by_name.values():
             total += qty
-            lines.append(f"{name}\t{self._real_text(qty)}")
-        totals.append((self.batch_id, self._product, total, "\n".join(lines)))
+        detail = "\n".join(f"{name}\t{self._real_text(qty)}" for name, qty in by_name.items())
+        totals.append((self.batch_id, self._product, total, detail,
+                       json.dumps(by_name, ensure_ascii=False, separators=(",", ":"))))
         self._by_name = {}
 
-    def _insert(self, rows: list[tuple[Any, ...]], totals: list[tuple[Any, ...]]) -> None:
+    def _insert(self, totals: list[tuple[Any, ...]]) -> None:
         try:
-            insert_tuples(self.db, raw_stock, ["batch_id", "product", "warehouse", "quantity"], rows)
-            insert_tuples(self.db, raw_stock_totals, ["batch_id", "product", "total", "detail"], totals)
+            insert_tuples(self.db, raw_stock_totals, ["batch_id", "product", "total", "detail", "warehouses"], totals)
         except IntegrityError:
             raise OneCBadResponse(
                 f"1C: {self.register} Balance rows of one product came back on non-adjacent pages: the "

@@ -107,10 +107,14 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 conn.execute(text("""
                     DELETE FROM product_stock WHERE sku IN (
                         SELECT sku FROM products_next WHERE candidate_id = :c AND change <> 'same')"""), c)
-            conn.execute(text("""
+            each = ("json_each(t.warehouses) j" if conn.dialect.name == "sqlite" else
+                    "LATERAL json_each_text(CAST(t.warehouses AS json)) j")
+            quantity = "j.value" if conn.dialect.name == "sqlite" else "CAST(j.value AS DOUBLE PRECISION)"
+            conn.execute(text(f"""
                 INSERT INTO product_stock (sku, warehouse, quantity)
-                SELECT n.sku, s.warehouse, s.quantity FROM products_next n
-                JOIN raw_stock s ON s.batch_id = :sb AND s.product = n.onec_ref
+                SELECT n.sku, j.key, {quantity} FROM products_next n
+                JOIN raw_stock_totals t ON t.batch_id = :sb AND t.product = n.onec_ref
+                CROSS JOIN {each}
                 WHERE n.candidate_id = :c AND n.change <> 'same'"""), {**c, "sb": stock_batch})
             if triggers:  # the active products are now exactly the candidate's active rows
                 rebuild_index(conn, recompute_text=False, params=c, idents=idents_from(

@@ -20,7 +20,6 @@ from resources.store.schema import (
     raw_catalogue,
     raw_prices,
     raw_reference,
-    raw_stock,
     raw_stock_totals,
 )
 
@@ -28,7 +27,7 @@ from resources.store.schema import (
 RAW_TABLES: dict[str, list[tuple[Table, str]]] = {
     "catalogue": [(raw_catalogue, "batch_id"), (raw_reference, "batch_id")],
     "prices": [(raw_prices, "batch_id"), (raw_reference, "batch_id")],
-    "stock": [(raw_stock, "batch_id"), (raw_stock_totals, "batch_id"), (raw_reference, "batch_id")],
+    "stock": [(raw_stock_totals, "batch_id"), (raw_reference, "batch_id")],
     "candidate": [(products_next, "candidate_id")],
 }
 KEEP_COMPLETE_BATCHES = 2

@@ -101,18 +101,9 @@ raw_prices = Table(
     Index("ix_raw_prices_batch_product", "batch_id", "product"),
 )
 
-# Migration 0007: one row per product and warehouse *name* (summed by the extract), clustered.
-raw_stock = Table(
-    "raw_stock",
-    metadata,
-    Column("batch_id", Integer, primary_key=True),
-    Column("product", String(36), primary_key=True),
-    Column("warehouse", String(255), primary_key=True),
-    Column("quantity", Float, nullable=False),
-    sqlite_with_rowid=False,
-)
-
-# Migration 0009: per product of a stock batch, its total and the "name\tquantity" lines by name.
+# Migrations 0009, 0010: per product of a stock batch (summed per warehouse name by the extract),
+# its total, the "name\tquantity" lines by name (compared as `content_hash`) and the quantities by
+# name as a JSON object (expanded into `product_stock` by the publish).
 raw_stock_totals = Table(
     "raw_stock_totals",
     metadata,
@@ -120,6 +111,7 @@ raw_stock_totals = Table(
     Column("product", String(36), primary_key=True),
     Column("total", Float, nullable=False),
     Column("detail", Text, nullable=False),
+    Column("warehouses", Text, nullable=True),
     sqlite_with_rowid=False,
 )
 

@@ -48,7 +48,7 @@ def test_0007_keys_raw_stock_by_name_and_retires_stock_staged_by_refs(tmp_path: 
         conn.exec_driver_sql("INSERT INTO extract_batches (id, kind, status, started_at, row_count) "
                              "VALUES (1, 'stock', 'complete', '2026-01-01', 1), (2, 'stock', 'failed', '2026-01-01', 0)")
         conn.exec_driver_sql("INSERT INTO raw_stock VALUES (1, 'ref-a', 'wh-ref-1', 2.0)")
-    _alembic(engine, "head")
+    _alembic(engine, "0007_stock_by_name")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, status FROM extract_batches ORDER BY id")).all() == [
             (1, "pruned"), (2, "failed")]
@@ -83,4 +83,24 @@ def test_0008_cuts_stored_signatures_to_the_stock_detail(tmp_path: Path):
             "ART1": "Основной склад\t10.0\nСклад Алматы\t5.0", "ART2": "vanished"}
         assert conn.execute(text("SELECT content_hash FROM products_next")).scalar_one() == (
             "Основной склад\t10.0\nСклад Алматы\t5.0")
+    engine.dispose()
+
+
+def test_0010_moves_per_warehouse_stock_into_the_totals_and_retires_older_stock(tmp_path: Path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    _alembic(engine, "0009_stock_totals")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO extract_batches (id, kind, status, started_at, row_count) "
+                             "VALUES (1, 'stock', 'complete', '2026-01-01', 1)")
+        conn.exec_driver_sql("INSERT INTO raw_stock_totals VALUES (1, 'ref-a', 2.0, 'Склад\t2.0')")
+    _alembic(engine, "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM extract_batches")).scalar_one() == "pruned"
+        assert conn.execute(text("SELECT COUNT(*) FROM raw_stock_totals")).scalar_one() == 0
+        assert conn.execute(text("SELECT COUNT(*) FROM sqlite_master WHERE name = 'raw_stock'")).scalar() == 0
+        columns = [r[1] for r in conn.execute(text("PRAGMA table_info(raw_stock_totals)"))]
+    assert columns == ["batch_id", "product", "total", "detail", "warehouses"]
+    _alembic(engine, "0009_stock_totals", down=True)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM sqlite_master WHERE name = 'raw_stock'")).scalar() == 1
     engine.dispose()
