@@ -23,7 +23,7 @@ from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw
 from resources.store.search.document import ident_search_key
 from resources.store.search.normalize import fold
 
-from .staging import complete_batch, fail_batch, insert_rows, insert_tuples, open_batch
+from .staging import RowBuffer, complete_batch, fail_batch, insert_rows, open_batch
 
 logger = logging.getLogger("integrations.onec")
 
@@ -180,10 +180,12 @@ def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database,
             _stage_reference(db, batch_id, "unit", _reference_rows(client, profile.units, page_size), "ratio")
         rows = pages = 0
         es = section.entity_set
+        staged = RowBuffer(db, raw_catalogue, _CATALOGUE_COLUMNS)
         for page in product_pages(client, profile, page_size):
-            insert_tuples(db, raw_catalogue, _CATALOGUE_COLUMNS, [_catalogue_row(batch_id, item, f, es) for item in page])
+            staged.add([_catalogue_row(batch_id, item, f, es) for item in page])
             rows += len(page)
             pages += 1
+        staged.flush()
         return ExtractResult("catalogue", batch_id, rows, pages, note={"profile": profile.profile})
 
     return _staged(db, "catalogue", work)
@@ -217,8 +219,9 @@ def extract_prices(client: OneCClient, profile: MappingProfile, db: Database, pr
         _stage_reference(db, batch_id, "price_type", [{**ptype, "code": letters}])
         rows = pages = 0
         es = section.register_name
+        staged = RowBuffer(db, raw_prices, ["batch_id", "product", "package", "characteristic", "price"])
         for page in price_pages(client, profile, ptype["ref"], page_size):
-            insert_tuples(db, raw_prices, ["batch_id", "product", "package", "characteristic", "price"], [(
+            staged.add([(
                 batch_id,
                 _field(item, f.product, es),
                 empty_to_none(item.get(f.package)) if f.package else None,
@@ -227,6 +230,7 @@ def extract_prices(client: OneCClient, profile: MappingProfile, db: Database, pr
             ) for item in page])
             rows += len(page)
             pages += 1
+        staged.flush()
         return ExtractResult("prices", batch_id, rows, pages,
                              note={"price_type": ptype["name"], "price_type_ref": ptype["ref"], "currency": letters})
 
@@ -270,6 +274,7 @@ class StockStager:
 
     def __init__(self, db: Database, batch_id: int, register: str) -> None:
         self.db, self.batch_id, self.register = db, batch_id, register
+        self._staged = RowBuffer(db, raw_stock_totals, ["batch_id", "product", "total", "detail", "warehouses"])
         self._real_text = sqlite_real_text if db.is_sqlite else postgres_real_text
         self._product: str | None = None
         self._by_name: dict[str, float] = {}
@@ -287,7 +292,7 @@ class StockStager:
     def finish(self) -> None:
         totals: list[tuple[Any, ...]] = []
         self._drain(totals)
-        self._insert(totals)
+        self._insert(totals, flush=True)
 
     def _drain(self, totals: list[tuple[Any, ...]]) -> None:
         if not self._by_name:
@@ -301,9 +306,11 @@ class StockStager:
                        json.dumps(by_name, ensure_ascii=False, separators=(",", ":"))))
         self._by_name = {}
 
-    def _insert(self, totals: list[tuple[Any, ...]]) -> None:
+    def _insert(self, totals: list[tuple[Any, ...]], flush: bool = False) -> None:
         try:
-            insert_tuples(self.db, raw_stock_totals, ["batch_id", "product", "total", "detail", "warehouses"], totals)
+            self._staged.add(totals)
+            if flush:
+                self._staged.flush()
         except IntegrityError:
             raise OneCBadResponse(
                 f"1C: {self.register} Balance rows of one product came back on non-adjacent pages: the "

@@ -69,6 +69,28 @@ def insert_tuples(db: Database, table: Table, columns: list[str], rows: list[tup
             conn.exec_driver_sql(sql, rows)
 
 
+class RowBuffer:
+    """Rows for one staging table, written `flush_rows` at a time.
+
+    A write transaction costs about a millisecond here (the lock, BEGIN, COMMIT, the WAL append),
+    so staging page by page — 370 transactions for 100k products — spent ~0.4 s on transactions
+    alone, while the client competes with itself for CPU during the fetch. Call `flush()` before
+    the batch completes; a failed batch is emptied anyway (`fail_batch`)."""
+
+    def __init__(self, db: Database, table: Table, columns: list[str], flush_rows: int = 5000) -> None:
+        self.db, self.table, self.columns, self.flush_rows = db, table, columns, flush_rows
+        self._rows: list[tuple[Any, ...]] = []
+
+    def add(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows.extend(rows)
+        if len(self._rows) >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self._rows = self._rows, []
+        insert_tuples(self.db, self.table, self.columns, rows)
+
+
 def complete_batch(db: Database, batch_id: int, row_count: int, note: dict[str, Any] | None = None) -> BatchInfo:
     with db.write() as conn:
         conn.execute(update(extract_batches).where(extract_batches.c.id == batch_id).values(
