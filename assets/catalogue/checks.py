@@ -15,6 +15,7 @@ from sqlalchemy import Connection, text
 CHECK_UNIQUE_SKUS = "unique_skus"
 CHECK_NO_NEGATIVE_PRICES = "no_negative_prices"
 CHECK_SHRINK_GUARD = "shrink_guard"
+_SAMPLE = 20  # offenders listed in a check's metadata; the full count is only queried past it
 
 
 @dataclass
@@ -28,8 +29,8 @@ class CheckOutcome:
 def check_unique_skus(conn: Connection, candidate_id: int) -> CheckOutcome:
     dupes = conn.execute(text(
         "SELECT sku, COUNT(*) AS n FROM products_next WHERE candidate_id = :c GROUP BY sku HAVING COUNT(*) > 1 "
-        "ORDER BY n DESC, sku LIMIT 20"), {"c": candidate_id}).all()
-    total = conn.execute(text(
+        "ORDER BY n DESC, sku LIMIT :n"), {"c": candidate_id, "n": _SAMPLE}).all()
+    total = len(dupes) if len(dupes) < _SAMPLE else conn.execute(text(
         "SELECT COUNT(*) FROM (SELECT sku FROM products_next WHERE candidate_id = :c GROUP BY sku "
         "HAVING COUNT(*) > 1) d"), {"c": candidate_id}).scalar_one()
     return CheckOutcome(
@@ -42,10 +43,10 @@ def check_unique_skus(conn: Connection, candidate_id: int) -> CheckOutcome:
 
 def check_no_negative_prices(conn: Connection, candidate_id: int) -> CheckOutcome:
     bad = conn.execute(text(
-        "SELECT sku, price FROM products_next WHERE candidate_id = :c AND price < 0 ORDER BY sku LIMIT 20"),
-        {"c": candidate_id}).all()
-    total = conn.execute(text("SELECT COUNT(*) FROM products_next WHERE candidate_id = :c AND price < 0"),
-                         {"c": candidate_id}).scalar_one()
+        "SELECT sku, price FROM products_next WHERE candidate_id = :c AND price < 0 ORDER BY sku LIMIT :n"),
+        {"c": candidate_id, "n": _SAMPLE}).all()
+    total = len(bad) if len(bad) < _SAMPLE else conn.execute(text(
+        "SELECT COUNT(*) FROM products_next WHERE candidate_id = :c AND price < 0"), {"c": candidate_id}).scalar_one()
     return CheckOutcome(
         CHECK_NO_NEGATIVE_PRICES, total == 0,
         "no negative prices" if total == 0 else f"{total} products have a negative price, e.g. "

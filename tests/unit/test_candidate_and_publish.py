@@ -291,3 +291,15 @@ def test_a_candidate_built_on_an_empty_table_is_compared_again_if_products_fille
     sync(db)  # another candidate of the same content is published first
     pub = publish_candidate(db, early.candidate_id, max_active_drop=0.5)
     assert (pub.inserted, pub.updated, pub.unchanged) == (0, 0, 5)
+
+
+def test_checks_count_every_offender_past_the_listed_sample(db):
+    rows = [{"candidate_id": 9, "onec_ref": f"r{i}", "sku": f"S{i // 2}" if i < 50 else f"U{i}", "name": "x",
+             "price": -1.0 if i >= 40 else 1.0, "stock": 0.0, "is_active": True, "deletion_mark": False,
+             "content_hash": ""} for i in range(100)]
+    from resources.store.schema import products_next
+    insert_rows(db, products_next, rows)
+    with db.read() as conn:
+        dupes, negative = check_unique_skus(conn, 9), check_no_negative_prices(conn, 9)
+    assert dupes.metadata["duplicate_skus"] == 25 and len(dupes.metadata["sample"]) == 20
+    assert negative.metadata["negative_prices"] == 60 and len(negative.metadata["sample"]) == 20
