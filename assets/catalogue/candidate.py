@@ -20,6 +20,7 @@ from resources.onec.profile import MappingProfile
 from resources.store.database import Database
 from resources.store.search import document
 
+from .extract import first_choice_sku as _first_choice
 from .staging import complete_batch, fail_batch, latest_batch, open_batch
 
 logger = logging.getLogger("integrations.onec")
@@ -64,12 +65,6 @@ def _source_sql(source: str) -> tuple[str, str]:
     return "COALESCE(c.code, '') <> ''", "c.code"
 
 
-def _keys_sql(first: str, second: str) -> str:
-    """The identifier section of `document.search_text`: non-empty keys, first occurrence only."""
-    return (f"substr(CASE WHEN {first} <> '' THEN ' ' || {first} ELSE '' END || "
-            f"CASE WHEN {second} <> '' AND {second} <> {first} THEN ' ' || {second} ELSE '' END, 2)")
-
-
 def _ident_sql(key: str) -> str:
     """`document.ident_key` of a value from its staged search key (`ident_key(...).lower()`):
     uppercasing undoes the lowering only for ASCII, so any other key is NULL (not precomputed)
@@ -78,23 +73,14 @@ def _ident_sql(key: str) -> str:
 
 
 def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
-    """One INSERT … SELECT for the whole candidate: mapping, first-choice SKU, signature, search text.
-
-    `search_text` is assembled from pieces the extract precomputed; wherever one is missing (or
-    the SKU is the 1C ref, or the name is empty) it is left NULL for the Python pass to fill."""
+    """One INSERT … SELECT for the whole candidate: mapping, first-choice SKU, stock detail, the
+    search text and lookup keys the extract precomputed."""
     ratio = "CAST(pu.extra AS REAL)" if dialect == "sqlite" else "CAST(pu.extra AS DOUBLE PRECISION)"
     sources = [_source_sql(src) for src in rule]
     sku = "CASE " + " ".join(f"WHEN {cond} THEN {value}" for cond, value in sources) + " ELSE c.ref END"
-    keys = {"article": _keys_sql("c.article_key", "c.code_key"), "code": _keys_sql("c.code_key", "c.article_key")}
-    idents = ("CASE " + " ".join(f"WHEN {cond} THEN {keys[src]}" for (cond, _), src in zip(sources, rule, strict=True))
-              + " ELSE NULL END")
-    sep = document.SECTION_SEP
-    search = "NULL"
-    if sql_search:
-        search = f"""CASE WHEN m.idents IS NULL OR m.search_name IS NULL OR m.article_key IS NULL
-                            OR m.code_key IS NULL OR COALESCE(m.name, '') = ''
-                            OR (m.group_ref IS NOT NULL AND m.group_folded IS NULL) THEN NULL
-                       ELSE m.search_name || '{sep}' || COALESCE(m.group_folded, '') || '{sep}' || m.idents END"""
+    # The extract staged the search text for the first-choice SKU; NULL (an older extract, or a
+    # SKU the collision rule changes later) is filled in Python.
+    search = "m.search_text" if sql_search else "NULL"
     ident_cols = ("NULL, NULL, NULL" if dialect != "sqlite" else
                   f"CASE WHEN m.sku = m.article THEN {_ident_sql('m.article_key')} "
                   f"WHEN m.sku = m.code THEN {_ident_sql('m.code_key')} END, "
@@ -111,10 +97,10 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
            {signature}, {search}, {ident_cols},
            CASE WHEN (SELECT 1 FROM products LIMIT 1) IS NULL THEN 'insert' END  -- a first load (see publish)
     FROM (
-        SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.search_name, c.article_key,
-               c.code_key, g.ref AS group_ref, g.name AS group_name, g.folded AS group_folded,
+        SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.article_key,
+               c.code_key, c.search_text, g.name AS group_name,
                u.name AS unit_name, pr.price, COALESCE(st.total, 0.0) AS stock, st.detail AS stock_detail,
-               {sku} AS sku, {idents} AS idents
+               {sku} AS sku
         FROM raw_catalogue c
         LEFT JOIN raw_reference g ON g.batch_id = :cb AND g.kind = 'group' AND g.ref = c.parent
         LEFT JOIN raw_reference u ON u.batch_id = :cb AND u.kind = 'unit' AND u.ref = c.unit
@@ -132,15 +118,6 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
         WHERE c.batch_id = :cb
     ) m
     """
-
-
-def _first_choice(ref: str, article: str | None, code: str | None, rule: list[str]) -> str:
-    """What `_candidate_sql` picks as the SKU (no strip, no collision checks): twin of its CASE."""
-    for source in rule:
-        value = article if source == "article" else code
-        if value:
-            return value
-    return ref
 
 
 def build_candidate(db: Database, profile: MappingProfile, *, search_text: SearchTextFn | None = None,

@@ -20,7 +20,7 @@ from resources.onec.errors import OneCBadResponse, OneCConfigError
 from resources.onec.profile import MappingProfile, ProductFields, ReferenceSection
 from resources.store.database import Database
 from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock_totals
-from resources.store.search.document import ident_search_key
+from resources.store.search.document import ident_search_key, search_text
 from resources.store.search.normalize import fold
 
 from .staging import RowBuffer, complete_batch, fail_batch, insert_rows, open_batch
@@ -151,19 +151,34 @@ def _stage_reference(db: Database, batch_id: int, kind: str, rows: Iterable[dict
 
 
 _CATALOGUE_COLUMNS = ["batch_id", "ref", "data_version", "deletion_mark", "parent", "code", "article", "name", "unit",
-                      "search_name", "article_key", "code_key"]
+                      "search_name", "article_key", "code_key", "search_text"]
 
 
-def _catalogue_row(batch_id: int, item: dict[str, Any], f: ProductFields, es: str) -> tuple[Any, ...]:
-    """One staged product (in `_CATALOGUE_COLUMNS` order), with its search pieces: computed here,
-    page by page, so the candidate step needs no per-row Python work after the last page."""
+def first_choice_sku(ref: str, article: str | None, code: str | None, rule: list[str]) -> str:
+    """The SKU before collisions are known: the first non-empty source of `sku_rule`, else the
+    1C ref (no strip, no collision checks; the candidate's SQL `CASE` is its twin)."""
+    for source in rule:
+        value = article if source == "article" else code
+        if value:
+            return value
+    return ref
+
+
+def _catalogue_row(batch_id: int, item: dict[str, Any], f: ProductFields, es: str, rule: list[str],
+                   groups: dict[str, str]) -> tuple[Any, ...]:
+    """One staged product (in `_CATALOGUE_COLUMNS` order), with its search pieces and its search
+    text for the first-choice SKU: computed here, page by page, while 1C still sends pages, so the
+    candidate step copies them after the last page."""
+    ref = _field(item, f.ref, es)
     code = str(_field(item, f.code, es) or "").strip()
     article = str(item.get(f.article) or "").strip()
     name = " ".join(str(_field(item, f.name, es) or "").split())
-    return (batch_id, _field(item, f.ref, es), item.get(f.data_version), bool(_field(item, f.deletion_mark, es)),
-            empty_to_none(item.get(f.parent)), code, article, name,
-            empty_to_none(item.get(f.unit)) if f.unit else None,
-            fold(name), ident_search_key(article), ident_search_key(code))
+    parent = empty_to_none(item.get(f.parent))
+    sku = first_choice_sku(ref, article, code, rule)
+    text = search_text(name or sku, sku, article or None, code, None, groups.get(parent) if parent else None)
+    return (batch_id, ref, item.get(f.data_version), bool(_field(item, f.deletion_mark, es)),
+            parent, code, article, name, empty_to_none(item.get(f.unit)) if f.unit else None,
+            None, ident_search_key(article), ident_search_key(code), text)
 
 
 def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database, page_size: int) -> ExtractResult:
@@ -173,16 +188,18 @@ def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database,
     client.check_entity_sets(profile.entity_sets())
 
     def work(batch_id: int) -> ExtractResult:
-        _stage_reference(db, batch_id, "group", (
+        groups = _stage_reference(db, batch_id, "group", (
             {"ref": g[f.ref], "name": (g.get(f.name) or "").strip(), "parent": empty_to_none(g.get(f.parent))}
             for page in group_pages(client, profile, page_size) for g in page))
+        group_names = {g["ref"]: g["name"] for g in groups}
+        rule = list(section.sku_rule)
         if profile.units:
             _stage_reference(db, batch_id, "unit", _reference_rows(client, profile.units, page_size), "ratio")
         rows = pages = 0
         es = section.entity_set
         staged = RowBuffer(db, raw_catalogue, _CATALOGUE_COLUMNS)
         for page in product_pages(client, profile, page_size):
-            staged.add([_catalogue_row(batch_id, item, f, es) for item in page])
+            staged.add([_catalogue_row(batch_id, item, f, es, rule, group_names) for item in page])
             rows += len(page)
             pages += 1
         staged.flush()

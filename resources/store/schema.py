@@ -83,10 +83,12 @@ raw_catalogue = Table(
     Column("name", Text, nullable=True),
     Column("unit", String(36), nullable=True),
     # Search pieces computed at extract time (while the client waits for 1C), so the candidate
-    # is one set-based statement: fold(name), ident_key(article/code).lower(). NULL: not computed.
-    Column("search_name", Text, nullable=True),
+    # is one set-based statement: ident_key(article/code).lower(). NULL: not computed.
+    Column("search_name", Text, nullable=True),  # fold(name) before migration 0011; now NULL
     Column("article_key", Text, nullable=True),
     Column("code_key", Text, nullable=True),
+    # migration 0011: `document.search_text` for the first-choice SKU, computed by the extract
+    Column("search_text", Text, nullable=True),
     Index("ix_raw_catalogue_batch_ref", "batch_id", "ref"),
 )
 
