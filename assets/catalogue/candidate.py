@@ -153,7 +153,8 @@ def build_candidate(db: Database, profile: MappingProfile, *, search_text: Searc
     except BaseException as exc:
         fail_batch(db, candidate_id, f"{type(exc).__name__}: {exc}")
         raise
-    complete_batch(db, candidate_id, result.rows, {"batches": result.batches, "currency": currency})
+    complete_batch(db, candidate_id, result.rows, {"batches": result.batches, "currency": currency,
+                                                   "active": result.active})
     if result.sku_collision_count:
         logger.warning("%d SKU collisions resolved by fallback, e.g. %s", result.sku_collision_count,
                        result.sku_collisions[:3])

@@ -7,6 +7,7 @@ transaction.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +60,7 @@ def check_shrink_guard(conn: Connection, candidate_id: int, max_active_drop: flo
     """Block a publish that would deactivate more than `max_active_drop` of the active catalogue:
     a 1C user filter, a truncated read or the wrong profile must not empty the bot's shelf."""
     current = conn.execute(text("SELECT COUNT(*) FROM products WHERE is_active")).scalar_one()
-    nxt = conn.execute(text("SELECT COUNT(*) FROM products_next WHERE candidate_id = :c AND is_active"),
-                       {"c": candidate_id}).scalar_one()
+    nxt = _candidate_active(conn, candidate_id)
     drop = (current - nxt) / current if current else 0.0
     passed = drop <= max_active_drop
     return CheckOutcome(
@@ -71,3 +71,15 @@ def check_shrink_guard(conn: Connection, candidate_id: int, max_active_drop: flo
         "publish blocked; check the 1C read, or raise catalogue.max_active_drop for a deliberate clean-up",
         {"active_now": current, "active_next": nxt, "drop_share": round(drop, 4), "limit": max_active_drop},
     )
+
+
+def _candidate_active(conn: Connection, candidate_id: int) -> int:
+    """Active rows of a candidate: counted when it was built (a complete candidate never changes),
+    counted again only for one built before the count was kept."""
+    note = conn.execute(text("SELECT note FROM extract_batches WHERE id = :c AND status = 'complete'"),
+                        {"c": candidate_id}).scalar()
+    active = json.loads(note or "{}").get("active")
+    if isinstance(active, int):
+        return active
+    return conn.execute(text("SELECT COUNT(*) FROM products_next WHERE candidate_id = :c AND is_active"),
+                        {"c": candidate_id}).scalar_one()

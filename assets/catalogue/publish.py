@@ -86,8 +86,9 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                         (SELECT CASE WHEN {same} THEN 'same' ELSE 'update' END
                          FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')
                     WHERE candidate_id = :c"""), c)
-            counts = dict(conn.execute(text(
-                "SELECT change, COUNT(*) FROM products_next WHERE candidate_id = :c GROUP BY change"), c).all())
+            counts = {"insert": conn.execute(select(extract_batches.c.row_count).where(
+                extract_batches.c.id == candidate_id)).scalar_one()} if first_load else dict(conn.execute(text(
+                    "SELECT change, COUNT(*) FROM products_next WHERE candidate_id = :c GROUP BY change"), c).all())
             result.inserted, result.unchanged = counts.get("insert", 0), counts.get("same", 0)
             became_inactive = 0 if first_load else conn.execute(text("""
                 SELECT COUNT(*) FROM products_next n JOIN products p ON p.onec_ref = n.onec_ref

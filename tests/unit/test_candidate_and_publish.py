@@ -301,5 +301,7 @@ def test_checks_count_every_offender_past_the_listed_sample(db):
     insert_rows(db, products_next, rows)
     with db.read() as conn:
         dupes, negative = check_unique_skus(conn, 9), check_no_negative_prices(conn, 9)
+        guard = check_shrink_guard(conn, 9, 0.2)  # no batch row with a kept count: the rows are counted
+    assert guard.metadata["active_next"] == 100
     assert dupes.metadata["duplicate_skus"] == 25 and len(dupes.metadata["sample"]) == 20
     assert negative.metadata["negative_prices"] == 60 and len(negative.metadata["sample"]) == 20
