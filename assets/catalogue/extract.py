@@ -20,7 +20,7 @@ from resources.onec.errors import OneCBadResponse, OneCConfigError
 from resources.onec.profile import MappingProfile, ProductFields, ReferenceSection
 from resources.store.database import Database
 from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock_totals
-from resources.store.search.document import ident_search_key, search_text
+from resources.store.search.document import ident_search_key, search_text_of_keys
 from resources.store.search.normalize import fold
 
 from .staging import RowBuffer, complete_batch, fail_batch, insert_rows, open_batch
@@ -175,10 +175,13 @@ def _catalogue_row(batch_id: int, item: dict[str, Any], f: ProductFields, es: st
     name = " ".join(str(_field(item, f.name, es) or "").split())
     parent = empty_to_none(item.get(f.parent))
     sku = first_choice_sku(ref, article, code, rule)
-    text = search_text(name or sku, sku, article or None, code, None, groups.get(parent) if parent else None)
+    article_key, code_key = ident_search_key(article), ident_search_key(code)
+    sku_key = article_key if sku == article else code_key if sku == code else ident_search_key(sku)
+    # = document.search_text(name or sku, sku, article or None, code, None, group), keys reused
+    text = search_text_of_keys(name or sku, groups.get(parent) if parent else None, (sku_key, article_key, code_key))
     return (batch_id, ref, item.get(f.data_version), bool(_field(item, f.deletion_mark, es)),
             parent, code, article, name, empty_to_none(item.get(f.unit)) if f.unit else None,
-            None, ident_search_key(article), ident_search_key(code), text)
+            None, article_key, code_key, text)
 
 
 def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database, page_size: int) -> ExtractResult:

@@ -305,3 +305,24 @@ def test_checks_count_every_offender_past_the_listed_sample(db):
     assert guard.metadata["active_next"] == 100
     assert dupes.metadata["duplicate_skus"] == 25 and len(dupes.metadata["sample"]) == 20
     assert negative.metadata["negative_prices"] == 60 and len(negative.metadata["sample"]) == 20
+
+
+@pytest.mark.parametrize("item", [
+    {"Ref_Key": "r1", "Code": "00-001", "Артикул": "ART-1", "Description": "Молоко 3,2%  1л"},
+    {"Ref_Key": "r2", "Code": "00-002", "Артикул": "", "Description": "Сүт «Ақ» 1 л", "Parent_Key": "g1"},
+    {"Ref_Key": "r3", "Code": "", "Артикул": " ", "Description": ""},
+    {"Ref_Key": "r4", "Code": "КЗ.5", "Артикул": "ab/12", "Description": "Nestlé мoлоко", "Parent_Key": "g9"},
+])
+def test_the_staged_search_text_is_document_search_text_of_the_first_choice(item):
+    from assets.catalogue.extract import _catalogue_row, first_choice_sku
+    from resources.store.search.document import search_text
+
+    f = PROFILE.products.fields
+    item = {f.deletion_mark: False, f.data_version: "AAA=", **item}
+    row = dict(zip(["batch_id", "ref", "data_version", "deletion_mark", "parent", "code", "article", "name", "unit",
+                    "search_name", "article_key", "code_key", "search_text"],
+                   _catalogue_row(1, item, f, "Catalog_Номенклатура", ["article", "code"], {"g1": "Молочные"}),
+                   strict=True))
+    sku = first_choice_sku(row["ref"], row["article"], row["code"], ["article", "code"])
+    group = {"g1": "Молочные"}.get(row["parent"]) if row["parent"] else None
+    assert row["search_text"] == search_text(row["name"] or sku, sku, row["article"] or None, row["code"], None, group)

@@ -10,11 +10,12 @@ from the raw name (case-folded by FTS5 itself, but without ё/Kazakh folding).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 from resources.store.search.normalize import fold
 
-__all__ = ["SECTION_SEP", "ident_key", "ident_search_key", "search_text", "split_search_text"]
+__all__ = ["SECTION_SEP", "ident_key", "ident_search_key", "search_text", "search_text_of_keys", "split_search_text"]
 
 SECTION_SEP = "|"
 
@@ -46,9 +47,15 @@ def search_text(
     group_name: str | None = None,
 ) -> str:
     """The value of `products.search_text` for one product (deterministic, pure)."""
+    keys = (ident_search_key(str(value)) for value in (sku, article, code, barcode) if value is not None)
+    return search_text_of_keys(name, group_name, keys)
+
+
+def search_text_of_keys(name: str | None, group_name: str | None, keys: Iterable[str]) -> str:
+    """`search_text` from identifier search keys already computed (sku, article, code, barcode
+    order): the extract has them anyway and calls this for every product."""
     idents: list[str] = []
-    for value in (sku, article, code, barcode):
-        key = ident_key(value).lower()
+    for key in keys:
         if key and key not in idents:
             idents.append(key)
     return SECTION_SEP.join((fold(name), _fold_group(group_name), " ".join(idents)))
