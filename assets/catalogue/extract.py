@@ -270,21 +270,6 @@ def resolve_warehouses(all_warehouses: list[dict[str, Any]], wanted: list[str], 
     return {by_name[_norm(n)] for n in wanted}
 
 
-def sqlite_real_text(value: float) -> str:
-    """`CAST(value AS TEXT)` as SQLite writes a REAL (`%!.15g`: 15 digits, always a decimal point)."""
-    text = f"{value:.15g}"
-    mantissa, e, exponent = text.partition("e")
-    if "." not in mantissa and mantissa.lstrip("-").isdigit():
-        mantissa += ".0"
-    return mantissa + e + exponent
-
-
-def postgres_real_text(value: float) -> str:
-    """`CAST(value AS TEXT)` as PostgreSQL (12+) writes a double: shortest exact, no trailing `.0`."""
-    text = repr(value)
-    return text[:-2] if text.endswith(".0") else text
-
-
 class StockStager:
     """Stage Balance rows per product, summed per warehouse name, page by page.
 
@@ -294,8 +279,7 @@ class StockStager:
 
     def __init__(self, db: Database, batch_id: int, register: str) -> None:
         self.db, self.batch_id, self.register = db, batch_id, register
-        self._staged = RowBuffer(db, raw_stock_totals, ["batch_id", "product", "total", "detail", "warehouses"])
-        self._real_text = sqlite_real_text if db.is_sqlite else postgres_real_text
+        self._staged = RowBuffer(db, raw_stock_totals, ["batch_id", "product", "total", "detail"])
         self._product: str | None = None
         self._by_name: dict[str, float] = {}
 
@@ -321,8 +305,7 @@ class StockStager:
         total = 0.0
         for qty in by_name.values():
             total += qty
-        detail = "\n".join(f"{name}\t{self._real_text(qty)}" for name, qty in by_name.items())
-        totals.append((self.batch_id, self._product, total, detail,
+        totals.append((self.batch_id, self._product, total,
                        json.dumps(by_name, ensure_ascii=False, separators=(",", ":"))))
         self._by_name = {}
 

@@ -108,8 +108,8 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 conn.execute(text("""
                     DELETE FROM product_stock WHERE sku IN (
                         SELECT sku FROM products_next WHERE candidate_id = :c AND change <> 'same')"""), c)
-            each = ("json_each(t.warehouses) j" if conn.dialect.name == "sqlite" else
-                    "LATERAL json_each_text(CAST(t.warehouses AS json)) j")
+            each = ("json_each(t.detail) j" if conn.dialect.name == "sqlite" else
+                    "LATERAL json_each_text(CAST(t.detail AS json)) j")
             quantity = "j.value" if conn.dialect.name == "sqlite" else "CAST(j.value AS DOUBLE PRECISION)"
             conn.execute(text(f"""
                 INSERT INTO product_stock (sku, warehouse, quantity)

@@ -42,8 +42,8 @@ products = Table(
     Column("barcode", String(64), nullable=True),
     Column("deletion_mark", Boolean, nullable=False, default=False),
     Column("data_version", String(64), nullable=True),
-    # migration 0008: the stock per warehouse, the part of a row's content no column shows
-    # ("vanished" for a product gone from 1C); the publish compares it with the columns
+    # migrations 0008, 0012: the stock per warehouse as JSON, the part of a row's content no column
+    # shows ("vanished" for a product gone from 1C); the publish compares it with the columns
     Column("content_hash", Text, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Column("search_text", Text, nullable=True),  # migration 0002: what the search index reads
@@ -104,8 +104,8 @@ raw_prices = Table(
 )
 
 # Migrations 0009, 0010: per product of a stock batch (summed per warehouse name by the extract),
-# its total, the "name\tquantity" lines by name (compared as `content_hash`) and the quantities by
-# name as a JSON object (expanded into `product_stock` by the publish).
+# its total and `detail`, the quantities by warehouse name as a JSON object: expanded into
+# `product_stock` by the publish, and compared as the row's `content_hash`.
 raw_stock_totals = Table(
     "raw_stock_totals",
     metadata,
@@ -113,7 +113,6 @@ raw_stock_totals = Table(
     Column("product", String(36), primary_key=True),
     Column("total", Float, nullable=False),
     Column("detail", Text, nullable=False),
-    Column("warehouses", Text, nullable=True),
     sqlite_with_rowid=False,
 )
 
@@ -152,8 +151,8 @@ products_next = Table(
     Column("barcode", String(64), nullable=True),
     Column("deletion_mark", Boolean, nullable=False),
     Column("data_version", String(64), nullable=True),
-    # migration 0008: the stock per warehouse, the part of a row's content no column shows
-    # ("vanished" for a product gone from 1C); the publish compares it with the columns
+    # migrations 0008, 0012: the stock per warehouse as JSON, the part of a row's content no column
+    # shows ("vanished" for a product gone from 1C); the publish compares it with the columns
     Column("content_hash", Text, nullable=False),
     Column("search_text", Text, nullable=True),
     Column("change", String(8), nullable=True),  # insert | update | same, set at publish

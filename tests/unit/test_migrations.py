@@ -77,7 +77,7 @@ def test_0008_cuts_stored_signatures_to_the_stock_detail(tmp_path: Path):
         conn.exec_driver_sql(
             "INSERT INTO products_next (candidate_id, onec_ref, sku, name, stock, is_active, deletion_mark, "
             "content_hash) VALUES (3, 'r1', 'ART1', 'x', 0, 1, 0, ?)", (old,))
-    _alembic(engine, "head")
+    _alembic(engine, "0008_content_hash_stock_only")
     with engine.connect() as conn:
         assert dict(conn.execute(text("SELECT sku, content_hash FROM products")).all()) == {
             "ART1": "Основной склад\t10.0\nСклад Алматы\t5.0", "ART2": "vanished"}
@@ -99,8 +99,24 @@ def test_0010_moves_per_warehouse_stock_into_the_totals_and_retires_older_stock(
         assert conn.execute(text("SELECT COUNT(*) FROM raw_stock_totals")).scalar_one() == 0
         assert conn.execute(text("SELECT COUNT(*) FROM sqlite_master WHERE name = 'raw_stock'")).scalar() == 0
         columns = [r[1] for r in conn.execute(text("PRAGMA table_info(raw_stock_totals)"))]
-    assert columns == ["batch_id", "product", "total", "detail", "warehouses"]
+    assert columns == ["batch_id", "product", "total", "detail"]
     _alembic(engine, "0009_stock_totals", down=True)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM sqlite_master WHERE name = 'raw_stock'")).scalar() == 1
+    engine.dispose()
+
+
+def test_0012_turns_stored_stock_lines_into_the_extract_json(tmp_path: Path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    _alembic(engine, "0011_staged_search_text")
+    with engine.begin() as conn:
+        for sku, ref, content in (("A", "r1", "Основной склад\t10.0\nСклад Алматы\t5.5"), ("B", "r2", "vanished"),
+                                  ("C", "r3", "")):
+            conn.exec_driver_sql(
+                "INSERT INTO products (sku, name, stock, is_active, onec_ref, synced_at, deletion_mark, content_hash, "
+                "updated_at) VALUES (?, 'x', 0, 1, ?, '2026-01-01', 0, ?, '2026-01-01')", (sku, ref, content))
+    _alembic(engine, "head")
+    with engine.connect() as conn:
+        assert dict(conn.execute(text("SELECT sku, content_hash FROM products")).all()) == {
+            "A": '{"Основной склад":10.0,"Склад Алматы":5.5}', "B": "vanished", "C": ""}
     engine.dispose()

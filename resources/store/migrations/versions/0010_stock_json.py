@@ -1,10 +1,11 @@
-"""Per-warehouse stock travels as JSON in `raw_stock_totals.warehouses`; `raw_stock` goes.
+"""Per-warehouse stock travels as JSON in `raw_stock_totals.detail`; `raw_stock` goes.
 
 The stock extract is the longest of the three (172k Balance rows at 100k products) and the last
 to finish, so its own work sets the end of the fetch. It wrote every (product, warehouse) row to
-`raw_stock` and one row per product to `raw_stock_totals`; now it writes only the latter, with the
-quantities by warehouse name as a JSON object, and the publish expands it into `product_stock`
-(`json_each` on SQLite, `json_each_text` on PostgreSQL). Stock batches staged before are retired.
+`raw_stock` and one row per product to `raw_stock_totals`; now it writes only the latter, its
+`detail` being the quantities by warehouse name as a JSON object (the text the content check
+compares, see 0012), and the publish expands it into `product_stock` (`json_each` on SQLite,
+`json_each_text` on PostgreSQL). Stock batches staged before are retired.
 
 Revision ID: 0010_stock_json
 Revises: 0009_stock_totals
@@ -27,14 +28,10 @@ def _retire_stock_batches() -> None:
 def upgrade() -> None:
     _retire_stock_batches()
     op.drop_table("raw_stock")
-    with op.batch_alter_table("raw_stock_totals") as batch:
-        batch.add_column(sa.Column("warehouses", sa.Text, nullable=True))  # {"name": quantity, …}
 
 
 def downgrade() -> None:
     _retire_stock_batches()
-    with op.batch_alter_table("raw_stock_totals") as batch:
-        batch.drop_column("warehouses")
     op.create_table(
         "raw_stock",
         sa.Column("batch_id", sa.Integer, nullable=False),
