@@ -76,6 +76,14 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     """One INSERT … SELECT for the whole candidate: mapping, first-choice SKU, stock detail, the
     search text and lookup keys the extract precomputed."""
     ratio = "CAST(pu.extra AS REAL)" if dialect == "sqlite" else "CAST(pu.extra AS DOUBLE PRECISION)"
+    # Price per product by key: looked up per catalogue row (a grouped join materialised all prices
+    # and built a temporary index over them first).
+    price = f"""SELECT COALESCE(MIN(CASE WHEN p.package IS NULL AND p.characteristic IS NULL THEN p.price END),
+                                MIN(CASE WHEN p.package IS NULL THEN p.price END),
+                                MIN(p.price / CASE WHEN {ratio} > 0 THEN {ratio} ELSE 1 END))
+                FROM raw_prices p
+                LEFT JOIN raw_reference pu ON pu.batch_id = :cb AND pu.kind = 'unit' AND pu.ref = p.package
+                WHERE p.batch_id = :pb AND p.product = c.ref"""
     sources = [_source_sql(src) for src in rule]
     sku = "CASE " + " ".join(f"WHEN {cond} THEN {value}" for cond, value in sources) + " ELSE c.ref END"
     # The extract staged the search text for the first-choice SKU; NULL (an older extract, or a
@@ -99,22 +107,13 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     FROM (
         SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.article_key,
                c.code_key, c.search_text, g.name AS group_name,
-               u.name AS unit_name, pr.price, COALESCE(st.total, 0.0) AS stock, st.detail AS stock_detail,
+               u.name AS unit_name, ({price}) AS price, COALESCE(st.total, 0.0) AS stock,
+               st.detail AS stock_detail,
                {sku} AS sku
         FROM raw_catalogue c
         LEFT JOIN raw_reference g ON g.batch_id = :cb AND g.kind = 'group' AND g.ref = c.parent
         LEFT JOIN raw_reference u ON u.batch_id = :cb AND u.kind = 'unit' AND u.ref = c.unit
         LEFT JOIN raw_stock_totals st ON st.batch_id = :sb AND st.product = c.ref
-        LEFT JOIN (
-            SELECT p.product,
-                   COALESCE(MIN(CASE WHEN p.package IS NULL AND p.characteristic IS NULL THEN p.price END),
-                            MIN(CASE WHEN p.package IS NULL THEN p.price END),
-                            MIN(p.price / CASE WHEN {ratio} > 0 THEN {ratio} ELSE 1 END)) AS price
-            FROM raw_prices p
-            LEFT JOIN raw_reference pu ON pu.batch_id = :cb AND pu.kind = 'unit' AND pu.ref = p.package
-            WHERE p.batch_id = :pb
-            GROUP BY p.product
-        ) pr ON pr.product = c.ref
         WHERE c.batch_id = :cb
     ) m
     """
