@@ -65,11 +65,12 @@ def _source_sql(source: str) -> tuple[str, str]:
     return "COALESCE(c.code, '') <> ''", "c.code"
 
 
-def _ident_sql(key: str) -> str:
-    """`document.ident_key` of a value from its staged search key (`ident_key(...).lower()`):
-    uppercasing undoes the lowering only for ASCII, so any other key is NULL (not precomputed)
-    and the publish evaluates the 0002 expression for it. SQLite only (the index is SQLite's)."""
-    return f"CASE WHEN length(CAST({key} AS BLOB)) = length({key}) THEN upper({key}) END"
+def _ident_sql(key: str, source: str) -> str:
+    """`document.ident_key` of `source` from its staged search key (`ident_key(source).lower()`):
+    uppercasing undoes the lowering only when `source` is ASCII (lowering can also turn a
+    non-ASCII letter into an ASCII one, e.g. the Kelvin sign), so for any other value the key is
+    NULL (not precomputed) and the publish evaluates the 0002 expression. SQLite only."""
+    return f"CASE WHEN length(CAST({source} AS BLOB)) = length({source}) THEN upper({key}) END"
 
 
 def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
@@ -90,9 +91,9 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     # SKU the collision rule changes later) is filled in Python.
     search = "m.search_text" if sql_search else "NULL"
     ident_cols = ("NULL, NULL, NULL" if dialect != "sqlite" else
-                  f"CASE WHEN m.sku = m.article THEN {_ident_sql('m.article_key')} "
-                  f"WHEN m.sku = m.code THEN {_ident_sql('m.code_key')} END, "
-                  f"{_ident_sql('m.article_key')}, {_ident_sql('m.code_key')}")
+                  f"CASE WHEN m.sku = m.article THEN {_ident_sql('m.article_key', 'm.article')} "
+                  f"WHEN m.sku = m.code THEN {_ident_sql('m.code_key', 'm.code')} END, "
+                  f"{_ident_sql('m.article_key', 'm.article')}, {_ident_sql('m.code_key', 'm.code')}")
     # `content_hash` keeps what no column of the row shows: the stock per warehouse. The publish
     # compares it together with the columns (see `publish.SAME_CONTENT`).
     signature = "COALESCE(m.stock_detail, '')"

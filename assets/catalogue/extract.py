@@ -316,8 +316,8 @@ class StockStager:
                 self._staged.flush()
         except IntegrityError:
             raise OneCBadResponse(
-                f"1C: {self.register} Balance rows of one product came back on non-adjacent pages: the "
-                "server did not honour $orderby by product, so stock cannot be summed page by page") from None
+                f"1C: {self.register} Balance rows of one product came back apart (not next to each other): "
+                "the server did not honour $orderby by product, so stock cannot be summed page by page") from None
 
 
 def extract_stock(client: OneCClient, profile: MappingProfile, db: Database, warehouses: list[str],

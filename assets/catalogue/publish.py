@@ -164,11 +164,18 @@ class StaleCandidateError(RuntimeError):
 
 
 def _stock_batch(conn: Connection, candidate_id: int) -> int:
-    """The stock batch the candidate was mapped from, still staged: `product_stock` is copied from it."""
-    note = conn.execute(select(extract_batches.c.note).where(extract_batches.c.id == candidate_id)).scalar_one()
+    """The stock batch the candidate was mapped from, still staged: `product_stock` is copied from it.
+
+    On PostgreSQL the batch row is held FOR SHARE until the publish commits: a stock extract that
+    completes meanwhile cannot prune it (its prune waits), so the copy never finds it half gone."""
+    kind, status, note = conn.execute(select(extract_batches.c.kind, extract_batches.c.status, extract_batches.c.note)
+                                      .where(extract_batches.c.id == candidate_id)).one()
+    if kind != "candidate" or status != "complete":
+        raise StaleCandidateError(f"batch {candidate_id} is not a complete candidate ({kind}, {status})")
     stock_id = json.loads(note or "{}").get("batches", {}).get("stock")
     status = None if stock_id is None else conn.execute(
-        select(extract_batches.c.status).where(extract_batches.c.id == stock_id)).scalar()
+        select(extract_batches.c.status).where(extract_batches.c.id == stock_id)
+        .with_for_update(read=True)).scalar()
     if status != "complete":
         raise StaleCandidateError(
             f"candidate {candidate_id} was mapped from stock batch {stock_id}, which is no longer staged "

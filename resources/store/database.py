@@ -7,7 +7,6 @@ transactions so two writers queue up instead of failing on a stale snapshot.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from .checkpointer import BackgroundCheckpoints
+from .checkpointer import BackgroundCheckpoints, WalCheckpointer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -79,6 +78,19 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+WRITE_WAIT_SECONDS = 60.0  # as long as SQLite's busy timeout (see `_sqlite_engine`)
+
+
+class _NoLock:
+    """PostgreSQL: writers need no queue of their own."""
+
+    def acquire(self, timeout: float = -1) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 class Database:
     """The store: a writer engine (serialised write transactions) and a reader engine."""
 
@@ -86,9 +98,9 @@ class Database:
         self.url = normalize_url(url or database_url_from_env())
         self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
         self._bulk_lock = threading.Lock()
-        self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
-            threading.Lock() if self.is_sqlite else contextlib.nullcontext())
-        self._bulk_writers = 0  # open BackgroundCheckpoints: writers leave the WAL to them
+        self._write_lock: threading.Lock | _NoLock = threading.Lock() if self.is_sqlite else _NoLock()
+        self._bulk_writers = 0  # open BackgroundCheckpoints: writers leave the WAL to the checkpointer
+        self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             self.writer = _sqlite_engine(self.url, immediate=True)
             self.reader = _sqlite_engine(self.url, immediate=False)
@@ -98,21 +110,35 @@ class Database:
             self.reader = self.writer
 
     def _set_autocheckpoint(self, conn: Connection) -> None:
-        """Each write transaction: autocheckpoint off while a background checkpointer runs."""
-        want = 0 if self._bulk_writers else 1000  # 1000: SQLite's default
+        """Each write transaction: autocheckpoint off while a live background checkpointer runs."""
+        checkpointer = self._checkpointer
+        want = 0 if checkpointer is not None and checkpointer.alive else 1000  # 1000: SQLite's default
         if conn.info.get("wal_autocheckpoint") != want:
             conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={want}")
             conn.info["wal_autocheckpoint"] = want
 
     def begin_background_checkpoints(self) -> bool:
-        """Count one more bulk writer; True when it is the first (it starts the checkpointer)."""
+        """One more bulk writer; the first starts the checkpointer. False: nothing to do here
+        (PostgreSQL, or an SQLite database that is not a file)."""
+        path = make_url(self.url).database if self.is_sqlite else None
+        if not path or path == ":memory:":
+            return False
         with self._bulk_lock:
             self._bulk_writers += 1
-            return self._bulk_writers == 1
+            if self._bulk_writers == 1:
+                self._checkpointer = WalCheckpointer(path)
+                self._checkpointer.start()
+        return True
 
     def end_background_checkpoints(self) -> None:
+        """One bulk writer less; the last stops the checkpointer (after its final checkpoint)."""
+        stopping = None
         with self._bulk_lock:
             self._bulk_writers -= 1
+            if self._bulk_writers == 0:
+                stopping, self._checkpointer = self._checkpointer, None
+        if stopping is not None:
+            stopping.stop()
 
     def background_checkpoints(self) -> BackgroundCheckpoints:
         """`with db.background_checkpoints():` around a bulk write (see `checkpointer`)."""
@@ -139,12 +165,18 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed on success, rolled back on any error.
 
-        On SQLite, writers of this process queue on a lock first: SQLite's own busy handler polls
-        with sleeps of up to 100 ms, so threads staging pages side by side (the three extracts)
-        lost ~1.5 s of a 100k sync waiting for a lock long since free. Other processes still meet
-        at `BEGIN IMMEDIATE` and the busy timeout."""
-        with self._write_lock, self.writer.begin() as conn:
-            yield conn
+        On SQLite, the writers of this `Database` queue on a lock first: SQLite's own busy handler
+        polls with sleeps of up to 100 ms, so threads staging pages side by side (the three
+        extracts) lost ~1.5 s of a 100k sync waiting for a lock long since free. The wait is
+        bounded like SQLite's busy timeout; other processes still meet at `BEGIN IMMEDIATE`."""
+        if not self._write_lock.acquire(timeout=WRITE_WAIT_SECONDS):
+            raise TimeoutError(f"{self.safe_url}: another write transaction of this process held the store "
+                               f"for over {WRITE_WAIT_SECONDS:.0f} s")
+        try:
+            with self.writer.begin() as conn:
+                yield conn
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

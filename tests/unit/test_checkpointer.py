@@ -45,13 +45,14 @@ def test_an_existing_store_keeps_its_page_size(tmp_path: Path) -> None:
 def test_writers_leave_the_wal_to_the_checkpointer_and_it_catches_up(tmp_path: Path) -> None:
     db = _db(tmp_path)
     assert _autocheckpoint(db) == 1000
-    with db.background_checkpoints() as bg:
+    with db.background_checkpoints():
+        checkpointer = db._checkpointer
         assert _autocheckpoint(db) == 0
         for batch in range(5):  # ~10 MB of WAL in five commits
             with db.write() as conn:
                 conn.execute(text("INSERT INTO t (body) VALUES (:b)"),
                              [{"b": f"{batch}-{i}-" + "x" * 400} for i in range(5000)])
-    assert bg.checkpoints >= 1
+    assert checkpointer is not None and checkpointer.checkpoints >= 1 and db._checkpointer is None
     # The rows are in the database file itself (not only in the WAL) before anything else runs.
     assert (tmp_path / "store.db").stat().st_size > 10_000_000, "the exit's last checkpoint did not run"
     raw = sqlite3.connect(tmp_path / "store.db")
@@ -61,18 +62,40 @@ def test_writers_leave_the_wal_to_the_checkpointer_and_it_catches_up(tmp_path: P
     db.dispose()
 
 
-def test_nested_bulk_writes_share_one_checkpointer(tmp_path: Path) -> None:
+def test_overlapping_bulk_writes_share_one_checkpointer_until_the_last_ends(tmp_path: Path) -> None:
+    """Out of order too: the first to enter may leave first; the thread lives until the last leaves."""
     db = _db(tmp_path)
-    with db.background_checkpoints() as outer:
-        with db.background_checkpoints() as inner:
-            assert inner._thread is None and outer._thread is not None
-        assert _autocheckpoint(db) == 0, "the outer bulk write is still running"
+    first, second = db.background_checkpoints(), db.background_checkpoints()
+    first.__enter__()
+    checkpointer = db._checkpointer
+    second.__enter__()
+    assert db._checkpointer is checkpointer
+    first.__exit__(None, None, None)
+    assert db._checkpointer is checkpointer and checkpointer.alive
+    assert _autocheckpoint(db) == 0, "the second bulk write is still running"
+    second.__exit__(None, None, None)
+    assert db._checkpointer is None and not checkpointer.alive
     assert _autocheckpoint(db) == 1000
+    db.dispose()
+
+
+def test_a_dead_checkpointer_gives_the_wal_back_to_the_writers(tmp_path: Path) -> None:
+    from resources.store.checkpointer import WalCheckpointer
+
+    dead = WalCheckpointer(str(tmp_path / "no-such-dir" / "x.db"))  # its connection cannot open
+    dead.start()
+    dead.stop()
+    assert not dead.alive
+    db = _db(tmp_path)
+    with db.background_checkpoints():
+        live, db._checkpointer = db._checkpointer, dead
+        assert _autocheckpoint(db) == 1000
+        db._checkpointer = live
     db.dispose()
 
 
 def test_postgres_is_left_alone() -> None:
     db = Database("postgresql+psycopg2://zeta@127.0.0.1:1/none")  # never connected
-    with db.background_checkpoints() as bg:
-        assert bg._thread is None
+    with db.background_checkpoints():
+        assert db._checkpointer is None
     assert db._bulk_writers == 0

@@ -42,6 +42,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Candidates built since have no `product_stock_next` rows: the old publish would drop stock.
+    op.execute("DELETE FROM products_next WHERE candidate_id IN "
+               "(SELECT id FROM extract_batches WHERE kind = 'candidate' AND status = 'complete')")
+    op.execute("UPDATE extract_batches SET status = 'pruned' WHERE kind = 'candidate' AND status = 'complete'")
     _retire_stock_batches()
     op.drop_table("raw_stock")
     op.create_table(

@@ -24,7 +24,7 @@ _BATCH = 5000
 
 
 def as_json(lines: str) -> str | None:
-    """{"name": quantity} of "name\\tquantity" lines (already in name order), or None."""
+    """{"name": quantity} of "name\\tquantity" lines, or None when a line does not parse."""
     by_name = {}
     for line in lines.split("\n"):
         name, tab, quantity = line.rpartition("\t")
@@ -34,7 +34,8 @@ def as_json(lines: str) -> str | None:
             by_name[name] = float(quantity)
         except ValueError:
             return None
-    return json.dumps(by_name, ensure_ascii=False, separators=(",", ":"))
+    # by code point, as the extract orders them (PostgreSQL's old order followed its collation)
+    return json.dumps(dict(sorted(by_name.items())), ensure_ascii=False, separators=(",", ":"))
 
 
 def _convert(table: str, keys: tuple[str, ...]) -> None:
