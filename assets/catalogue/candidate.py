@@ -96,14 +96,14 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
                   f"{_ident_sql('m.article_key', 'm.article')}, {_ident_sql('m.code_key', 'm.code')}")
     # `content_hash` keeps what no column of the row shows: the stock per warehouse. The publish
     # compares it together with the columns (see `publish.SAME_CONTENT`).
-    signature = "COALESCE(m.stock_detail, '')"
+    stock_json = "COALESCE(m.stock_detail, '')"
     return f"""
     INSERT INTO products_next (candidate_id, onec_ref, sku, name, price, currency, stock, is_active, code, article,
                                unit, group_name, barcode, deletion_mark, data_version, content_hash, search_text,
                                sku_ident, article_ident, code_ident, change)
     SELECT :cand, m.ref, m.sku, COALESCE(NULLIF(m.name, ''), m.sku), m.price, :cur, m.stock, NOT m.deletion_mark,
            m.code, NULLIF(m.article, ''), m.unit_name, m.group_name, NULL, m.deletion_mark, m.data_version,
-           {signature}, {search}, {ident_cols},
+           {stock_json}, {search}, {ident_cols},
            CASE WHEN (SELECT 1 FROM products LIMIT 1) IS NULL THEN 'insert' END  -- a first load (see publish)
     FROM (
         SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.article_key,

@@ -1,8 +1,9 @@
 """Swap a checked candidate into `products` / `product_stock` in one transaction.
 
 The bot reads `products` at any moment; it must see the old catalogue or the new one, never a
-mix. Only rows whose content hash changed are rewritten; products that vanished from 1C become
-inactive (never deleted); `synced_at` of every confirmed row moves to this sync's time.
+mix. Only changed rows are rewritten (mapped columns and per-warehouse stock compared, see
+`SAME_CONTENT`); products that vanished from 1C become inactive (never deleted); `synced_at` of
+every confirmed row moves to this sync's time.
 """
 
 from __future__ import annotations
