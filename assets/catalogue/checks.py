@@ -7,11 +7,12 @@ transaction.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, text
+
+from .staging import batch_by_id
 
 CHECK_UNIQUE_SKUS = "unique_skus"
 CHECK_NO_NEGATIVE_PRICES = "no_negative_prices"
@@ -76,9 +77,8 @@ def check_shrink_guard(conn: Connection, candidate_id: int, max_active_drop: flo
 def _candidate_active(conn: Connection, candidate_id: int) -> int:
     """Active rows of a candidate: counted when it was built (a complete candidate never changes),
     counted again only for one built before the count was kept."""
-    note = conn.execute(text("SELECT note FROM extract_batches WHERE id = :c AND status = 'complete'"),
-                        {"c": candidate_id}).scalar()
-    active = json.loads(note or "{}").get("active")
+    candidate = batch_by_id(conn, candidate_id)
+    active = candidate.note.get("active") if candidate and candidate.status == "complete" else None
     if isinstance(active, int):
         return active
     return conn.execute(text("SELECT COUNT(*) FROM products_next WHERE candidate_id = :c AND is_active"),

@@ -21,7 +21,6 @@ from resources.onec.profile import MappingProfile, ProductFields, ReferenceSecti
 from resources.store.database import Database
 from resources.store.schema import raw_catalogue, raw_prices, raw_reference, raw_stock_totals
 from resources.store.search.document import ident_search_key, search_text_of_keys
-from resources.store.search.normalize import fold
 
 from .staging import RowBuffer, complete_batch, fail_batch, insert_rows, open_batch
 
@@ -145,13 +144,13 @@ def _stage_reference(db: Database, batch_id: int, kind: str, rows: Iterable[dict
     insert_rows(db, raw_reference, [
         {"batch_id": batch_id, "kind": kind, "ref": r["ref"], "code": r.get("code"), "name": r["name"],
          "parent": r.get("parent"), "extra": None if extra_key is None or r.get(extra_key) is None
-         else str(r[extra_key]), "folded": fold(r["name"]) if kind == "group" else None}
+         else str(r[extra_key])}
         for r in rows])
     return rows
 
 
 _CATALOGUE_COLUMNS = ["batch_id", "ref", "data_version", "deletion_mark", "parent", "code", "article", "name", "unit",
-                      "search_name", "article_key", "code_key", "search_text"]
+                      "article_key", "code_key", "search_text"]
 
 
 def first_choice_sku(ref: str, article: str | None, code: str | None, rule: list[str]) -> str:
@@ -181,7 +180,7 @@ def _catalogue_row(batch_id: int, item: dict[str, Any], f: ProductFields, es: st
     text = search_text_of_keys(name or sku, groups.get(parent) if parent else None, (sku_key, article_key, code_key))
     return (batch_id, ref, item.get(f.data_version), bool(_field(item, f.deletion_mark, es)),
             parent, code, article, name, empty_to_none(item.get(f.unit)) if f.unit else None,
-            None, article_key, code_key, text)
+            article_key, code_key, text)
 
 
 def extract_catalogue(client: OneCClient, profile: MappingProfile, db: Database, page_size: int) -> ExtractResult:

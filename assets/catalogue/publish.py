@@ -8,21 +8,20 @@ every confirmed row moves to this sync's time.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, insert, text, update
 
 from resources.store.database import Database
-from resources.store.schema import extract_batches, sync_runs
+from resources.store.schema import sync_runs
 from resources.store.search.sqlite import idents_from, rebuild_index
 
 from .checks import check_shrink_guard
-from .staging import utcnow
+from .staging import BatchInfo, batch_by_id, utcnow
 
 logger = logging.getLogger("integrations.onec")
 
@@ -68,7 +67,7 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
     run_id = _start_run(db, source, now)
     try:
         with db.write() as conn:
-            stock_batch = _stock_batch(conn, candidate_id)
+            candidate, stock_batch = _staged_batches(conn, candidate_id)
             if max_active_drop is not None:
                 guard = check_shrink_guard(conn, candidate_id, max_active_drop)
                 if not guard.passed:
@@ -87,8 +86,7 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                         (SELECT CASE WHEN {same} THEN 'same' ELSE 'update' END
                          FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')
                     WHERE candidate_id = :c"""), c)
-            counts = {"insert": conn.execute(select(extract_batches.c.row_count).where(
-                extract_batches.c.id == candidate_id)).scalar_one()} if first_load else dict(conn.execute(text(
+            counts = {"insert": candidate.row_count} if first_load else dict(conn.execute(text(
                     "SELECT change, COUNT(*) FROM products_next WHERE candidate_id = :c GROUP BY change"), c).all())
             result.inserted, result.unchanged = counts.get("insert", 0), counts.get("same", 0)
             became_inactive = 0 if first_load else conn.execute(text("""
@@ -164,24 +162,23 @@ class StaleCandidateError(RuntimeError):
     """The candidate's staged stock rows are gone (pruned by newer stock extracts)."""
 
 
-def _stock_batch(conn: Connection, candidate_id: int) -> int:
-    """The stock batch the candidate was mapped from, still staged: `product_stock` is copied from it.
+def _staged_batches(conn: Connection, candidate_id: int) -> tuple[BatchInfo, int]:
+    """The candidate, and the stock batch it was mapped from, still staged: `product_stock` is
+    copied from it.
 
     On PostgreSQL the batch row is held FOR SHARE until the publish commits: a stock extract that
     completes meanwhile cannot prune it (its prune waits), so the copy never finds it half gone."""
-    kind, status, note = conn.execute(select(extract_batches.c.kind, extract_batches.c.status, extract_batches.c.note)
-                                      .where(extract_batches.c.id == candidate_id)).one()
-    if kind != "candidate" or status != "complete":
-        raise StaleCandidateError(f"batch {candidate_id} is not a complete candidate ({kind}, {status})")
-    stock_id = json.loads(note or "{}").get("batches", {}).get("stock")
-    status = None if stock_id is None else conn.execute(
-        select(extract_batches.c.status).where(extract_batches.c.id == stock_id)
-        .with_for_update(read=True)).scalar()
-    if status != "complete":
+    candidate = batch_by_id(conn, candidate_id)
+    if candidate is None or candidate.kind != "candidate" or candidate.status != "complete":
+        described = f"{candidate.kind}, {candidate.status}" if candidate else "missing"
+        raise StaleCandidateError(f"batch {candidate_id} is not a complete candidate ({described})")
+    stock_id = candidate.note.get("batches", {}).get("stock")
+    stock = None if stock_id is None else batch_by_id(conn, stock_id, for_share=True)
+    if stock is None or stock.status != "complete":
         raise StaleCandidateError(
             f"candidate {candidate_id} was mapped from stock batch {stock_id}, which is no longer staged "
-            f"({status or 'missing'}): materialize products_candidate again, then publish")
-    return int(stock_id)
+            f"({stock.status if stock else 'missing'}): materialize products_candidate again, then publish")
+    return candidate, int(stock_id)
 
 
 def _clear_the_way(conn: Connection, c: dict[str, Any]) -> int:

@@ -44,6 +44,7 @@ class BatchInfo:
     row_count: int
     note: dict[str, Any]
     finished_at: datetime | None = None
+    status: str = "complete"
 
 
 def open_batch(db: Database, kind: str) -> int:
@@ -130,10 +131,23 @@ def prune_batches(conn: Connection, kind: str) -> None:
     conn.execute(update(extract_batches).where(extract_batches.c.id.in_(stale)).values(status="pruned"))
 
 
+def _batch_info(row: Any) -> BatchInfo:
+    return BatchInfo(row["id"], row["kind"], row["row_count"], json.loads(row["note"] or "{}"), row["finished_at"],
+                     row["status"])
+
+
 def latest_batch(conn: Connection, kind: str) -> BatchInfo:
     row = conn.execute(
         select(extract_batches).where(and_(extract_batches.c.kind == kind, extract_batches.c.status == "complete"))
         .order_by(extract_batches.c.id.desc()).limit(1)).mappings().first()
     if row is None:
         raise MissingExtractError(f"no complete 1C {kind} extract yet: materialize the onec_{kind}_raw asset first")
-    return BatchInfo(row["id"], kind, row["row_count"], json.loads(row["note"] or "{}"), row["finished_at"])
+    return _batch_info(row)
+
+
+def batch_by_id(conn: Connection, batch_id: int, *, for_share: bool = False) -> BatchInfo | None:
+    """One batch, any status; `for_share` holds its row until the transaction ends (PostgreSQL:
+    a concurrent prune of it waits)."""
+    query = select(extract_batches).where(extract_batches.c.id == batch_id)
+    row = conn.execute(query.with_for_update(read=True) if for_share else query).mappings().first()
+    return None if row is None else _batch_info(row)

@@ -2,7 +2,7 @@
 
 By default the connection that commits past 1,000 WAL pages copies the whole WAL back into the
 database file inside its `COMMIT`: a first-load publish waited ~0.6 s on its own checkpoint. While
-any `BackgroundCheckpoints` is open on a `Database`, its writers skip that (`wal_autocheckpoint=0`)
+any `Database.background_checkpoints()` is open, its writers skip that (`wal_autocheckpoint=0`)
 and one `WalCheckpointer` thread with its own connection checkpoints every `interval` instead, on
 another core, as sqlite.org/wal.html suggests for write-heavy work. The `Database` starts the
 thread when the first bulk write begins and stops it when the last one ends; stopping runs one
@@ -16,11 +16,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from types import TracebackType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .database import Database
 
 logger = logging.getLogger("zeta.store")
 
@@ -66,20 +61,3 @@ class WalCheckpointer:
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if not busy:  # busy: another checkpoint is running; the next round catches up
             self.checkpoints += 1
-
-
-class BackgroundCheckpoints:
-    """Context manager around a bulk write: the `Database`'s writers leave the WAL to its checkpointer."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._entered = False
-
-    def __enter__(self) -> BackgroundCheckpoints:
-        self._entered = self.db.begin_background_checkpoints()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._entered:
-            self.db.end_background_checkpoints()

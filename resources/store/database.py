@@ -20,7 +20,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from .checkpointer import BackgroundCheckpoints, WalCheckpointer
+from .checkpointer import WalCheckpointer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -99,7 +99,7 @@ class Database:
         self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
         self._bulk_lock = threading.Lock()
         self._write_lock: threading.Lock | _NoLock = threading.Lock() if self.is_sqlite else _NoLock()
-        self._bulk_writers = 0  # open BackgroundCheckpoints: writers leave the WAL to the checkpointer
+        self._bulk_writers = 0  # open background_checkpoints(): writers leave the WAL to the checkpointer
         self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             self.writer = _sqlite_engine(self.url, immediate=True)
@@ -140,9 +140,15 @@ class Database:
         if stopping is not None:
             stopping.stop()
 
-    def background_checkpoints(self) -> BackgroundCheckpoints:
+    @contextmanager
+    def background_checkpoints(self) -> Iterator[None]:
         """`with db.background_checkpoints():` around a bulk write (see `checkpointer`)."""
-        return BackgroundCheckpoints(self)
+        entered = self.begin_background_checkpoints()
+        try:
+            yield
+        finally:
+            if entered:
+                self.end_background_checkpoints()
 
     @property
     def safe_url(self) -> str:

@@ -84,7 +84,7 @@ raw_catalogue = Table(
     Column("unit", String(36), nullable=True),
     # Search pieces computed at extract time (while the client waits for 1C), so the candidate
     # is one set-based statement: ident_key(article/code).lower(). NULL: not computed.
-    Column("search_name", Text, nullable=True),  # fold(name) before migration 0011; now NULL
+    Column("search_name", Text, nullable=True),  # fold(name) before migration 0011; no longer written
     Column("article_key", Text, nullable=True),
     Column("code_key", Text, nullable=True),
     # migration 0011: `document.search_text` for the first-choice SKU, computed by the extract
@@ -128,7 +128,7 @@ raw_reference = Table(
     Column("name", Text, nullable=True),
     Column("parent", String(36), nullable=True),
     Column("extra", Text, nullable=True),
-    Column("folded", Text, nullable=True),  # fold(name) of a group, for search_text; NULL: not computed
+    Column("folded", Text, nullable=True),  # fold(name) of a group before migration 0011; no longer written
     Index("ix_raw_reference_batch_kind", "batch_id", "kind", "ref"),
 )
 

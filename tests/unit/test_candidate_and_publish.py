@@ -302,13 +302,12 @@ def test_checks_count_every_offender_past_the_listed_sample(db):
     {"Ref_Key": "r4", "Code": "КЗ.5", "Артикул": "ab/12", "Description": "Nestlé мoлоко", "Parent_Key": "g9"},
 ])
 def test_the_staged_search_text_is_document_search_text_of_the_first_choice(item):
-    from assets.catalogue.extract import _catalogue_row, first_choice_sku
+    from assets.catalogue.extract import _CATALOGUE_COLUMNS, _catalogue_row, first_choice_sku
     from resources.store.search.document import search_text
 
     f = PROFILE.products.fields
     item = {f.deletion_mark: False, f.data_version: "AAA=", **item}
-    row = dict(zip(["batch_id", "ref", "data_version", "deletion_mark", "parent", "code", "article", "name", "unit",
-                    "search_name", "article_key", "code_key", "search_text"],
+    row = dict(zip(_CATALOGUE_COLUMNS,
                    _catalogue_row(1, item, f, "Catalog_Номенклатура", ["article", "code"], {"g1": "Молочные"}),
                    strict=True))
     sku = first_choice_sku(row["ref"], row["article"], row["code"], ["article", "code"])

@@ -133,22 +133,11 @@ _REFILL = (
     """,
     "INSERT INTO products_fts (products_fts) VALUES ('rebuild')",
 )
-# An empty key becomes NULL, which OR IGNORE skips (ident is NOT NULL): the key expression
-# is evaluated once per row instead of twice.
-_REFILL_IDENTS = tuple(
-    f"""
-    INSERT OR IGNORE INTO product_idents (ident, kind, sku)
-    SELECT NULLIF({_sql_ident(col)}, ''), '{col}', sku FROM products
-    WHERE is_active AND {col} IS NOT NULL
-    """
-    for col in _IDENT_COLUMNS
-)
-
-
 def idents_from(source: str, where: str, precomputed: dict[str, str]) -> list[str]:
     """`product_idents` refill statements reading another table (e.g. a publish's candidate) whose
     rows are exactly the active products: `precomputed` maps a kind to a column holding its key
-    (NULL there = evaluate the expression for that row). The keys equal the triggers' keys."""
+    (NULL there = evaluate the expression for that row). The keys equal the triggers' keys. An
+    empty key becomes NULL, which OR IGNORE skips (ident is NOT NULL): evaluated once per row."""
     return [
         f"""
         INSERT OR IGNORE INTO product_idents (ident, kind, sku)
@@ -158,6 +147,9 @@ def idents_from(source: str, where: str, precomputed: dict[str, str]) -> list[st
         """
         for col in _IDENT_COLUMNS
     ]
+
+
+_REFILL_IDENTS = idents_from("products", "is_active", {})
 
 
 def rebuild_index(conn: Connection, *, recompute_text: bool = True, batch: int = 5000,
