@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{TOKEN_ENV} is not set: copy the application token of the outgoing webhook from the portal")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
-    db = get_database(os.environ.get("ZETA_DATABASE_URL") or settings.database.url)
+    db = get_database(settings.database.url or None)
     logger.info("receiving Bitrix24 events on http://%s:%d%s into %s", args.host, args.port, EVENTS_PATH,
                 db.safe_url)
     app = create_receiver(db, token, metrics_token=os.environ.get(METRICS_TOKEN_ENV, ""))

@@ -257,10 +257,15 @@ def set_reconcile_cursor(db: Database, entity: str, since: datetime) -> None:
                      .on_conflict_do_update(index_elements=["entity"], set_={"since": since}))
 
 
+def event_counts_in(conn: Connection) -> dict[str, int]:
+    """Events per status (every status, zero when none), read through `conn`."""
+    found = dict(conn.execute(select(crm_events.c.status, func.count()).group_by(crm_events.c.status)).all())
+    return {s: int(found.get(s, 0)) for s in STATUSES}
+
+
 def event_counts(db: Database) -> dict[str, int]:
     with db.read() as conn:
-        found = dict(conn.execute(select(crm_events.c.status, func.count()).group_by(crm_events.c.status)).all())
-    return {s: int(found.get(s, 0)) for s in STATUSES}
+        return event_counts_in(conn)
 
 
 def events_for(db: Database, entity_ids: Sequence[int]) -> list[dict[str, Any]]:

@@ -13,13 +13,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
-from resources.store.crm_events import crm_events
+from resources.store.crm_events import event_counts_in
 from resources.store.database import Database, utcnow
-from resources.store.outbox import KINDS, STATUSES, outbox
+from resources.store.outbox import FAILED, IN_PROGRESS, KINDS, PENDING, STATUSES, outbox
 from resources.store.schema import products, sync_runs
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_EVENT_STATUSES = ("pending", "done", "ignored", "failed")
 
 
 @dataclass
@@ -78,15 +77,14 @@ def collect(conn: Connection, now: datetime | None = None) -> list[Metric]:
         for status in STATUSES:
             rows.add(by_state.get((kind, status), 0), kind=kind, status=status)
     oldest = conn.execute(select(func.min(outbox.c.created_at))
-                          .where(outbox.c.status.in_(["pending", "in_progress", "failed"]))).scalar()
+                          .where(outbox.c.status.in_([PENDING, IN_PROGRESS, FAILED]))).scalar()
     waiting = Metric("zeta_outbox_oldest_undelivered_age_seconds",
                      "Age of the oldest outbox row not yet delivered (0 when none waits).")
     waiting.add(_age(now, oldest) or 0.0)
 
-    events = dict(conn.execute(select(crm_events.c.status, func.count()).group_by(crm_events.c.status)).all())
     inbox = Metric("zeta_crm_events", "Bitrix24 events in the inbox per status.")
-    for status in _EVENT_STATUSES:
-        inbox.add(int(events.get(status, 0)), status=status)
+    for status, count in event_counts_in(conn).items():
+        inbox.add(count, status=status)
     return [catalogue, sync_age, rows, waiting, inbox]
 
 
