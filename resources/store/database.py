@@ -32,6 +32,14 @@ _migrated: set[str] = set()
 def utcnow() -> datetime:
     """Naive UTC, the convention of every timestamp in the store."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_datetime(value: datetime | str | None) -> datetime | None:
+    """A stored timestamp as a naive datetime: SQLite hands aggregates (MIN, MAX) of a DateTime
+    column back as text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=None) if value is not None else None
 _migrate_lock = threading.Lock()
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from resources.store.crm_events import event_counts_in
-from resources.store.database import Database, utcnow
+from resources.store.database import Database, as_datetime, utcnow
 from resources.store.outbox import FAILED, IN_PROGRESS, KINDS, PENDING, STATUSES, outbox
 from resources.store.schema import products, sync_runs
 
@@ -45,11 +45,8 @@ def _escape(value: str) -> str:
 
 
 def _age(now: datetime, then: datetime | str | None) -> float | None:
-    if then is None:
-        return None
-    if isinstance(then, str):  # some drivers hand back text
-        then = datetime.fromisoformat(then)
-    return max(0.0, (now - then.replace(tzinfo=None)).total_seconds())
+    moment = as_datetime(then)
+    return None if moment is None else max(0.0, (now - moment).total_seconds())
 
 
 def collect(conn: Connection, now: datetime | None = None) -> list[Metric]:

@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from resources.store.database import Database, utcnow
+from resources.store.database import Database, as_datetime, utcnow
 
 metadata = MetaData()
 
@@ -340,12 +340,8 @@ def due_summary(db: Database, now: datetime | None = None, kinds: Sequence[str] 
         next_due = conn.execute(
             select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status.in_([PENDING, FAILED]), of_kind)
         ).scalar()
-    if isinstance(last_touch, str):  # SQLite hands aggregates of DateTime back as text
-        last_touch = datetime.fromisoformat(last_touch)
-    if isinstance(next_due, str):
-        next_due = datetime.fromisoformat(next_due)
-    return DueSummary(int(count or 0), int(max_seq or 0), int(attempts or 0), int(replays or 0), last_touch,
-                      next_due)
+    return DueSummary(int(count or 0), int(max_seq or 0), int(attempts or 0), int(replays or 0),
+                      as_datetime(last_touch), as_datetime(next_due))
 
 
 def claim(db: Database, owner: str, *, limit: int = 100, lease_seconds: float = 300.0,
