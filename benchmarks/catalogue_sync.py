@@ -1,6 +1,6 @@
 """Catalogue sync benchmark: end to end against the fetch-only floor, a 1 % re-sync, 1M peak RSS.
 
-    python -m benchmarks.catalogue_sync [--size 100000] [--big 1000000] [--skip-big]
+    python -m benchmarks.catalogue_sync [--size 100000] [--repeat 3] [--big 1000000] [--skip-big]
 
 The 1C simulator runs in its own process (`ProcessServer`). Every figure printed is measured in
 this run; ratios compare timings of the same run, so a noisy machine shifts both sides.
@@ -8,7 +8,9 @@ this run; ratios compare timings of the same run, so a noisy machine shifts both
 * floor      — fetch and JSON-parse exactly the pages the sync reads (same client, page size and
                prefetch), no mapping and no database; timed one section after another and the
                three sections side by side (as the sync fetches them), and the lower is the floor.
-* end to end — `run_catalogue_sync` (the same steps the Dagster assets run) into a fresh SQLite DB.
+* end to end — `run_catalogue_sync` (the same steps the Dagster assets run) into a fresh SQLite DB,
+               `--repeat` times; each first load is held to the floor measured just before and
+               just after it, every ratio is printed and the median is the headline.
 * re-sync    — 1 % of products changed in 1C (price, stock or name), synced again: rows written.
 * peak RSS   — a child process syncs 1M products; its `ru_maxrss` is the figure.
 """
@@ -129,6 +131,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--big", type=int, default=1_000_000)
     parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="first loads to time (each between two floors)")
     parser.add_argument("--rss-child", nargs=3, metavar=("URL", "PASSWORD_ENV", "DB_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -144,38 +147,56 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)  # ~2.7 GB at 1M products: left behind, it slowed later runs' I/O
 
 
+def _floors(url: str, password: str) -> tuple[float, float]:
+    """(sequential, concurrent) fetch-only timings, taken back to back."""
+    return fetch_floor(url, password)[0], fetch_floor(url, password, concurrent=True)[0]
+
+
 def _run(args: argparse.Namespace, password: str, tmp: Path) -> int:
-    print(f"catalogue sync benchmark — {args.size:,} products, page size {PAGE}, simulator in a subprocess")
+    print(f"catalogue sync benchmark — {args.size:,} products, page size {PAGE}, simulator in a subprocess, "
+          f"{args.repeat} first load(s) each between two floor measurements")
     with start_simulator(args.size, password) as sim:
         cpu_before = _cpu_seconds()
-        floor_cpu_wall, _ = fetch_floor(sim.url, password)  # also warms the simulator's caches
+        floor_cpu_wall, rows = fetch_floor(sim.url, password)  # also warms the simulator's caches
         floor_cpu = _cpu_seconds() - cpu_before
-        seq_a, rows = fetch_floor(sim.url, password)
-        con_a, _ = fetch_floor(sim.url, password, concurrent=True)
-        cpu_before = _cpu_seconds()
-        e2e, result = sync(sim.url, password, f"sqlite:///{tmp / 'bench.db'}")
-        e2e_cpu = _cpu_seconds() - cpu_before
-        seq_b, _ = fetch_floor(sim.url, password)
-        con_b, _ = fetch_floor(sim.url, password, concurrent=True)
-        floor = min(statistics.mean([seq_a, seq_b]), statistics.mean([con_a, con_b]))
-        products = result.publish.total
-        print(f"  floor (fetch + parse {rows:,} rows): sequential {seq_a:.2f}s / {seq_b:.2f}s, "
-              f"concurrent {con_a:.2f}s / {con_b:.2f}s → floor {floor:.2f}s, {products / floor:,.0f} products/s")
-        print(f"  end to end into SQLite:          {e2e:.2f}s → {products / e2e:,.0f} products/s")
-        print(f"  ratio end to end / floor:        {e2e / floor:.2f}×  (target ≤ 1.5×)")
-        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items())
-        extracts = ", ".join(f"{k} {v.seconds:.2f}s" for k, v in result.extracts.items())
-        print(f"  stages: {stages} (extracts side by side: {extracts})")
+        before = _floors(sim.url, password)
+        ratios = []
+        for i in range(1, args.repeat + 1):
+            cpu_before = _cpu_seconds()
+            e2e, result = sync(sim.url, password, f"sqlite:///{tmp / f'first-{i}.db'}")
+            e2e_cpu = _cpu_seconds() - cpu_before
+            after = _floors(sim.url, password)
+            # The floor of this load: the lower of the sequential and the concurrent fetch, each the
+            # mean of the measurement just before and the one just after the load.
+            floor = min(statistics.mean([before[0], after[0]]), statistics.mean([before[1], after[1]]))
+            ratios.append(e2e / floor)
+            products = result.publish.total
+            stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items())
+            extracts = ", ".join(f"{k} {v.seconds:.2f}s" for k, v in result.extracts.items())
+            print(f"  first load {i}: floor (fetch + parse {rows:,} rows) sequential {before[0]:.2f}s / "
+                  f"{after[0]:.2f}s, concurrent {before[1]:.2f}s / {after[1]:.2f}s → {floor:.2f}s, "
+                  f"{products / floor:,.0f} products/s")
+            print(f"    end to end into SQLite {e2e:.2f}s → {products / e2e:,.0f} products/s; "
+                  f"ratio end to end / floor {e2e / floor:.2f}×")
+            print(f"    stages: {stages} (extracts side by side: {extracts})")
+            print(f"    this process's CPU: {e2e_cpu:.2f}s during the sync, {e2e_cpu / floor:.2f}× the floor "
+                  f"({os.cpu_count()} cores; the simulator keeps one busy while it serves)")
+            before = after
+            if i < args.repeat:
+                (tmp / f"first-{i}.db").unlink(missing_ok=True)
+                for suffix in ("-wal", "-shm"):
+                    (tmp / f"first-{i}.db{suffix}").unlink(missing_ok=True)
         print(f"  this process's CPU during a floor fetch: {floor_cpu:.2f}s of {floor_cpu_wall:.2f}s wall "
               f"(the rest of the fetch is the 1C side)")
-        print(f"  this process's CPU during the end-to-end sync: {e2e_cpu:.2f}s of {e2e:.2f}s wall, "
-              f"{e2e_cpu / floor:.2f}× the floor ({os.cpu_count()} cores; the simulator keeps one busy while it serves)")
+        listed = ", ".join(f"{r:.2f}×" for r in ratios)
+        print(f"  ratio end to end / floor over {len(ratios)} first load(s): {listed}; "
+              f"median {statistics.median(ratios):.2f}×  (target ≤ 1.5×)")
 
         changed = httpx.post(f"{sim.url}/_admin/mutate", json={"op": "change_fraction", "share": 0.01, "seed": 5},
                              timeout=60).json()["results"][0]
         n_changed = sum(len(v) for v in changed.values())
         floor_c, _ = best_floor(sim.url, password)
-        resync, result2 = sync(sim.url, password, f"sqlite:///{tmp / 'bench.db'}")
+        resync, result2 = sync(sim.url, password, f"sqlite:///{tmp / f'first-{args.repeat}.db'}")
         p = result2.publish
         print(f"  re-sync after {n_changed:,} products changed in 1C (1 %): {resync:.2f}s, "
               f"ratio to floor {resync / floor_c:.2f}×")
