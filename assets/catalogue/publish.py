@@ -73,19 +73,17 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
                 if not guard.passed:
                     raise ShrinkGuardError(guard.description)
             # A first load: every row is new and there is nothing to compare, move, deactivate or
-            # confirm (product_stock is empty too: its rows need a product). The candidate step
-            # already marked its rows 'insert' where it saw `products` empty; only others are rewritten.
+            # confirm (product_stock is empty too: its rows need a product).
             first_load = conn.execute(text("SELECT 1 FROM products LIMIT 1")).first() is None
-            if first_load:
-                conn.execute(text("UPDATE products_next SET change = 'insert' "
-                                  "WHERE candidate_id = :c AND (change IS NULL OR change <> 'insert')"), c)
-            else:
-                same = _same_content(conn.dialect.name)
-                conn.execute(text(f"""
-                    UPDATE products_next SET change = COALESCE(
-                        (SELECT CASE WHEN {same} THEN 'same' ELSE 'update' END
-                         FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')
-                    WHERE candidate_id = :c"""), c)
+            # The candidate step marked each row against `products` as it was then; a publish may
+            # have committed since, so every mark is checked again here and only stale ones are
+            # written (normally none: rewriting all 100k marks cost ~0.3 s of a re-sync).
+            mark = "'insert'" if first_load else f"""COALESCE(
+                (SELECT CASE WHEN {_same_content(conn.dialect.name)} THEN 'same' ELSE 'update' END
+                 FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')"""
+            differs = "IS NOT" if conn.dialect.name == "sqlite" else "IS DISTINCT FROM"
+            conn.execute(text(f"UPDATE products_next SET change = {mark} "
+                              f"WHERE candidate_id = :c AND change {differs} {mark}"), c)
             counts = {"insert": candidate.row_count} if first_load else dict(conn.execute(text(
                     "SELECT change, COUNT(*) FROM products_next WHERE candidate_id = :c GROUP BY change"), c).all())
             result.inserted, result.unchanged = counts.get("insert", 0), counts.get("same", 0)

@@ -281,6 +281,28 @@ def test_a_candidate_built_on_an_empty_table_is_compared_again_if_products_fille
     assert (pub.inserted, pub.updated, pub.unchanged) == (0, 0, 5)
 
 
+def test_the_candidate_marks_rows_against_products_and_the_publish_fixes_marks_gone_stale(db):
+    """The candidate compares each row with `products` as it is written; a publish that finds
+    `products` changed since (another publish, a hand edit) corrects the marks before writing."""
+    stage(db, BASE, PRICES, STOCK)
+    sync(db)
+    changed = [{**p, "name": "Молоко (новое)"} if p["ref"] == "r1" else p for p in BASE]
+    stage(db, changed, PRICES, STOCK)
+    cand = build_candidate(db, PROFILE)
+    with db.read() as conn:
+        marks = dict(conn.execute(text("SELECT onec_ref, change FROM products_next WHERE candidate_id = :c"),
+                                  {"c": cand.candidate_id}).all())
+    # r3 lost the duplicated article to r4: rows the SKU rule rewrites are left for the publish to mark
+    assert marks == {"r1": "update", "r2": "same", "r3": None, "r4": "same", "r5": "same"}
+    with db.write() as conn:  # products moves on before the publish:
+        conn.execute(text("UPDATE products SET name = 'Молоко (новое)' WHERE onec_ref = 'r1'"))  # r1 now equal
+        conn.execute(text("UPDATE products SET price = 1 WHERE onec_ref = 'r2'"))  # r2 now differs
+    pub = publish_candidate(db, cand.candidate_id, max_active_drop=0.5)
+    assert (pub.updated, pub.unchanged) == (1, 4)
+    got = rows(db)
+    assert got["00-002"]["price"] == 390.0 and got["ART001"]["name"] == "Молоко (новое)"
+
+
 def test_checks_count_every_offender_past_the_listed_sample(db):
     rows = [{"candidate_id": 9, "onec_ref": f"r{i}", "sku": f"S{i // 2}" if i < 50 else f"U{i}", "name": "x",
              "price": -1.0 if i >= 40 else 1.0, "stock": 0.0, "is_active": True, "deletion_mark": False,
