@@ -31,6 +31,7 @@ ui: $(STAMP)
 ## Benchmarks; figures go into the README's performance section.
 bench: $(STAMP)
 	$(PY) -m benchmarks.catalogue_sync
+	$(PY) -m benchmarks.catalogue_stages
 	$(PY) -m benchmarks.bot_queries
 	$(PY) -m benchmarks.push
 
