@@ -120,3 +120,41 @@ def test_0012_turns_stored_stock_lines_into_the_extract_json(tmp_path: Path):
         assert dict(conn.execute(text("SELECT sku, content_hash FROM products")).all()) == {
             "A": '{"Основной склад":10.0,"Склад Алматы":5.5}', "B": "vanished", "C": ""}
     engine.dispose()
+
+
+def _idents(engine) -> list[tuple[str, str, str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT ident, kind, sku FROM product_idents ORDER BY 3, 2"))]
+
+
+def test_0013_keeps_each_key_once_per_product_under_its_best_kind_and_back(tmp_path: Path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    _alembic(engine, "0012_stock_detail_json")
+    rows = (("ART-1", "art-1", "00-01", None, "r1"),  # sku = article
+            ("00-02", None, "00-02", "4600000000017", "r2"),  # sku = code
+            ("X 3", "x3", "X3", None, "r3"))  # article, code and sku all key to X3
+    with engine.begin() as conn:
+        for sku, article, code, barcode, ref in rows:
+            conn.exec_driver_sql(
+                "INSERT INTO products (sku, name, stock, is_active, onec_ref, synced_at, deletion_mark, content_hash, "
+                "updated_at, article, code, barcode) VALUES (?, 'x', 0, 1, ?, '2026-01-01', 0, '', '2026-01-01', ?, ?, ?)",
+                (sku, ref, article, code, barcode))
+    twins = _idents(engine)
+    assert ("ART1", "article", "ART-1") in twins and ("X3", "code", "X 3") in twins
+    _alembic(engine, "0013_idents_best_kind_only")
+    best = [("ART1", "sku", "ART-1"), ("0001", "code", "ART-1"),
+            ("0002", "sku", "00-02"), ("4600000000017", "barcode", "00-02"),
+            ("X3", "sku", "X 3")]
+    assert _idents(engine) == sorted(best, key=lambda r: (r[2], r[1]))
+    with engine.begin() as conn:  # the new triggers follow the same rule
+        conn.exec_driver_sql("DELETE FROM products")
+        assert conn.execute(text("SELECT COUNT(*) FROM product_idents")).scalar() == 0
+        for sku, article, code, barcode, ref in rows:
+            conn.exec_driver_sql(
+                "INSERT INTO products (sku, name, stock, is_active, onec_ref, synced_at, deletion_mark, content_hash, "
+                "updated_at, article, code, barcode) VALUES (?, 'x', 0, 1, ?, '2026-01-01', 0, '', '2026-01-01', ?, ?, ?)",
+                (sku, ref, article, code, barcode))
+    assert _idents(engine) == sorted(best, key=lambda r: (r[2], r[1]))
+    _alembic(engine, "0012_stock_detail_json", down=True)
+    assert _idents(engine) == twins
+    engine.dispose()

@@ -115,7 +115,7 @@ def _sql_ident(col: str) -> str:
 
 
 _REST = "substr(search_text, instr(search_text, '|') + 1)"
-_IDENT_COLUMNS = ("sku", "barcode", "article", "code")
+_IDENT_COLUMNS = ("sku", "barcode", "article", "code")  # best first, as ranking.IDENT_SCORES
 _REFILL = (
     "DELETE FROM product_idents",
     "DELETE FROM product_search",
@@ -136,16 +136,21 @@ _REFILL = (
 def idents_from(source: str, where: str, precomputed: dict[str, str]) -> list[str]:
     """`product_idents` refill statements reading another table (e.g. a publish's candidate) whose
     rows are exactly the active products: `precomputed` maps a kind to a column holding its key
-    (NULL there = evaluate the expression for that row). The keys equal the triggers' keys. An
-    empty key becomes NULL, which OR IGNORE skips (ident is NOT NULL): evaluated once per row."""
+    (NULL there = evaluate the expression for that row). The rows equal the triggers' rows
+    (migration 0013): each key once per product, under the best kind that has it. An empty key
+    becomes NULL, which OR IGNORE skips (ident is NOT NULL)."""
+
+    def key(col: str) -> str:
+        expr = f"COALESCE({precomputed[col]}, {_sql_ident(col)})" if col in precomputed else _sql_ident(col)
+        return f"NULLIF({expr}, '')"
+
     return [
         f"""
         INSERT OR IGNORE INTO product_idents (ident, kind, sku)
-        SELECT NULLIF({f"COALESCE({precomputed[col]}, {_sql_ident(col)})" if col in precomputed else _sql_ident(col)},
-                      ''), '{col}', sku FROM {source}
-        WHERE {where} AND {col} IS NOT NULL
+        SELECT {key(col)}, '{col}', sku FROM {source}
+        WHERE {where} AND {col} IS NOT NULL{"".join(f" AND {key(col)} IS NOT {key(b)}" for b in _IDENT_COLUMNS[:i])}
         """
-        for col in _IDENT_COLUMNS
+        for i, col in enumerate(_IDENT_COLUMNS)
     ]
 
 
