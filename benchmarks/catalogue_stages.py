@@ -125,6 +125,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--top", type=int, default=8)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     tmp = Path(tempfile.mkdtemp(prefix="zeta-bench-"))
     try:
         staged = tmp / "staged.db"

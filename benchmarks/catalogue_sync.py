@@ -134,6 +134,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="first loads to time (each between two floors)")
     parser.add_argument("--rss-child", nargs=3, metavar=("URL", "PASSWORD_ENV", "DB_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.rss_child:
         url, pw_env, db_url = args.rss_child
         rss_child(url, os.environ[pw_env], db_url)

@@ -39,7 +39,9 @@ def as_datetime(value: datetime | str | None) -> datetime | None:
     column back as text."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=None) if value is not None else None
+    if value is not None and value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
 _migrate_lock = threading.Lock()
 
 
