@@ -202,6 +202,9 @@ def _run(args: argparse.Namespace, password: str, tmp: Path) -> int:
         p = result2.publish
         print(f"  re-sync after {n_changed:,} products changed in 1C (1 %): {resync:.2f}s, "
               f"ratio to floor {resync / floor_c:.2f}×")
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result2.stage_seconds.items())
+        extracts = ", ".join(f"{k} {v.seconds:.2f}s" for k, v in result2.extracts.items())
+        print(f"    stages: {stages} (extracts side by side: {extracts})")
         print(f"    rows written: {p.rows_written:,} (inserted {p.inserted}, updated {p.updated}, "
               f"deactivated {p.deactivated}); unchanged rows left alone: {p.unchanged:,}")
         print(f"    written / changed in 1C: {p.rows_written / max(n_changed, 1):.2f}")
