@@ -21,7 +21,6 @@ from resources.store.database import Database
 from resources.store.search import document
 
 from .extract import first_choice_sku as _first_choice
-from .publish import SAME_CONTENT
 from .staging import complete_batch, fail_batch, latest_batch, open_batch
 
 logger = logging.getLogger("integrations.onec")
@@ -91,31 +90,24 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
     # The extract staged the search text for the first-choice SKU; NULL (an older extract, or a
     # SKU the collision rule changes later) is filled in Python.
     search = "m.search_text" if sql_search else "NULL"
-    ident_cols = ("NULL AS sku_ident, NULL AS article_ident, NULL AS code_ident" if dialect != "sqlite" else
+    ident_cols = ("NULL, NULL, NULL" if dialect != "sqlite" else
                   f"CASE WHEN m.sku = m.article THEN {_ident_sql('m.article_key', 'm.article')} "
-                  f"WHEN m.sku = m.code THEN {_ident_sql('m.code_key', 'm.code')} END AS sku_ident, "
-                  f"{_ident_sql('m.article_key', 'm.article')} AS article_ident, "
-                  f"{_ident_sql('m.code_key', 'm.code')} AS code_ident")
+                  f"WHEN m.sku = m.code THEN {_ident_sql('m.code_key', 'm.code')} END, "
+                  f"{_ident_sql('m.article_key', 'm.article')}, {_ident_sql('m.code_key', 'm.code')}")
     # `content_hash` keeps what no column of the row shows: the stock per warehouse. The publish
     # compares it together with the columns (see `publish.SAME_CONTENT`).
     stock_json = "COALESCE(m.stock_detail, '')"
-    columns = {
-        "candidate_id": ":cand", "onec_ref": "m.ref", "sku": "m.sku", "name": "COALESCE(NULLIF(m.name, ''), m.sku)",
-        "price": "m.price", "currency": ":cur", "stock": "m.stock", "is_active": "NOT m.deletion_mark",
-        "code": "m.code", "article": "NULLIF(m.article, '')", "unit": "m.unit_name", "group_name": "m.group_name",
-        "barcode": "NULL", "deletion_mark": "m.deletion_mark", "data_version": "m.data_version",
-        "content_hash": stock_json, "search_text": search,
-    }
-    select_list = ", ".join(f"{expr} AS {col}" for col, expr in columns.items())
-    # Each row is compared with the published one here, as it is written; the publish only
-    # re-checks the marks (see `publish`), so it does not rewrite every candidate row again.
-    same = " AND ".join(f"p.{col} {'IS' if dialect == 'sqlite' else 'IS NOT DISTINCT FROM'} x.{col}"
-                        for col in SAME_CONTENT)
+    # The change mark is a guess the publish checks: 'insert' on a first load, else 'same' (a
+    # re-sync changes few rows). The publish compares every row under its lock and writes only
+    # the marks that are wrong, so the guess costs nothing here and saves rewriting each row there.
     return f"""
-    INSERT INTO products_next ({", ".join(columns)}, sku_ident, article_ident, code_ident, change)
-    SELECT x.*, CASE WHEN p.onec_ref IS NULL THEN 'insert' WHEN {same} THEN 'same' ELSE 'update' END
-    FROM (
-    SELECT {select_list}, {ident_cols}
+    INSERT INTO products_next (candidate_id, onec_ref, sku, name, price, currency, stock, is_active, code, article,
+                               unit, group_name, barcode, deletion_mark, data_version, content_hash, search_text,
+                               sku_ident, article_ident, code_ident, change)
+    SELECT :cand, m.ref, m.sku, COALESCE(NULLIF(m.name, ''), m.sku), m.price, :cur, m.stock, NOT m.deletion_mark,
+           m.code, NULLIF(m.article, ''), m.unit_name, m.group_name, NULL, m.deletion_mark, m.data_version,
+           {stock_json}, {search}, {ident_cols},
+           CASE WHEN (SELECT 1 FROM products LIMIT 1) IS NULL THEN 'insert' ELSE 'same' END
     FROM (
         SELECT c.ref, c.code, c.article, c.name, c.deletion_mark, c.data_version, c.article_key,
                c.code_key, c.search_text, g.name AS group_name,
@@ -128,8 +120,6 @@ def _candidate_sql(dialect: str, rule: list[str], sql_search: bool) -> str:
         LEFT JOIN raw_stock_totals st ON st.batch_id = :sb AND st.product = c.ref
         WHERE c.batch_id = :cb
     ) m
-    ) x
-    LEFT JOIN products p ON p.onec_ref = x.onec_ref
     """
 
 

@@ -75,9 +75,10 @@ def publish_candidate(db: Database, candidate_id: int, *, max_active_drop: float
             # A first load: every row is new and there is nothing to compare, move, deactivate or
             # confirm (product_stock is empty too: its rows need a product).
             first_load = conn.execute(text("SELECT 1 FROM products LIMIT 1")).first() is None
-            # The candidate step marked each row against `products` as it was then; a publish may
-            # have committed since, so every mark is checked again here and only stale ones are
-            # written (normally none: rewriting all 100k marks cost ~0.3 s of a re-sync).
+            # The candidate step guessed each row's mark ('insert' on a first load, else 'same');
+            # every mark is checked here against `products` as it is now, under the lock, and only
+            # wrong ones are written (a re-sync's few changed rows: rewriting all 100k marks cost
+            # ~0.3 s of it).
             mark = "'insert'" if first_load else f"""COALESCE(
                 (SELECT CASE WHEN {_same_content(conn.dialect.name)} THEN 'same' ELSE 'update' END
                  FROM products p WHERE p.onec_ref = products_next.onec_ref), 'insert')"""

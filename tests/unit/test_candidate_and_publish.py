@@ -289,26 +289,31 @@ def test_a_candidate_built_on_an_empty_table_is_compared_again_if_products_fille
     assert (pub.inserted, pub.updated, pub.unchanged) == (0, 0, 5)
 
 
-def test_the_candidate_marks_rows_against_products_and_the_publish_fixes_marks_gone_stale(db):
-    """The candidate compares each row with `products` as it is written; a publish that finds
-    `products` changed since (another publish, a hand edit) corrects the marks before writing."""
+def test_the_publish_checks_every_guessed_change_mark_and_writes_only_wrong_ones(db):
+    """The candidate guesses 'same' for every row of a re-sync; the publish compares each row with
+    `products` as it is at publish time (another publish or a hand edit may have come between) and
+    rewrites only the marks that are wrong."""
     stage(db, BASE, PRICES, STOCK)
     sync(db)
-    changed = [{**p, "name": "Молоко (новое)"} if p["ref"] == "r1" else p for p in BASE]
+    changed = [{**p, "name": "Молоко (новое)"} if p["ref"] in ("r1", "r5") else p for p in BASE]
     stage(db, changed, PRICES, STOCK)
     cand = build_candidate(db, PROFILE)
-    with db.read() as conn:
-        marks = dict(conn.execute(text("SELECT onec_ref, change FROM products_next WHERE candidate_id = :c"),
-                                  {"c": cand.candidate_id}).all())
-    # r3 lost the duplicated article to r4: rows the SKU rule rewrites are left for the publish to mark
-    assert marks == {"r1": "update", "r2": "same", "r3": None, "r4": "same", "r5": "same"}
+
+    def marks() -> dict[str, str | None]:
+        with db.read() as conn:
+            return dict(conn.execute(text("SELECT onec_ref, change FROM products_next WHERE candidate_id = :c"),
+                                     {"c": cand.candidate_id}).all())
+
+    # r3 lost the duplicated article to r4: rows the SKU rule rewrites carry no guess at all
+    assert marks() == {"r1": "same", "r2": "same", "r3": None, "r4": "same", "r5": "same"}
     with db.write() as conn:  # products moves on before the publish:
         conn.execute(text("UPDATE products SET name = 'Молоко (новое)' WHERE onec_ref = 'r1'"))  # r1 now equal
         conn.execute(text("UPDATE products SET price = 1 WHERE onec_ref = 'r2'"))  # r2 now differs
     pub = publish_candidate(db, cand.candidate_id, max_active_drop=0.5)
-    assert (pub.updated, pub.unchanged) == (1, 4)
+    assert marks() == {"r1": "same", "r2": "update", "r3": "same", "r4": "same", "r5": "update"}
+    assert (pub.updated, pub.unchanged) == (2, 3)
     got = rows(db)
-    assert got["00-002"]["price"] == 390.0 and got["ART001"]["name"] == "Молоко (новое)"
+    assert got["00-002"]["price"] == 390.0 and got["ART005"]["name"] == "Молоко (новое)"
 
 
 def test_checks_count_every_offender_past_the_listed_sample(db):
