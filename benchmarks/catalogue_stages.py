@@ -25,13 +25,10 @@ from typing import Any
 
 from sqlalchemy import event, text
 
-from assets.catalogue.candidate import build_candidate
-from assets.catalogue.publish import publish_candidate
-from assets.catalogue.sync import SyncOptions, run_candidate_checks, run_extracts
-from benchmarks.catalogue_sync import PAGE, client_for, start_simulator
+from assets.catalogue.sync import SyncOptions, map_check_publish, run_extracts
+from benchmarks.catalogue_sync import PAGE, client_for, remove_sqlite_files, start_simulator
 from resources.onec.profile import load_profile
 from resources.store.database import Database
-from resources.store.search.document import search_text
 
 PROFILE = "ut11"
 
@@ -74,14 +71,9 @@ def post_fetch(db: Database) -> dict[str, float]:
     """Candidate, checks and publish of the latest batches, as `run_catalogue_sync` runs them."""
     stages: dict[str, float] = {}
     with db.background_checkpoints():
-        t0 = time.perf_counter()
-        candidate = build_candidate(db, load_profile(PROFILE), search_text=search_text)
-        t1 = time.perf_counter()
-        run_candidate_checks(db, candidate.candidate_id, 0.5)
-        t2 = time.perf_counter()
-        publish_candidate(db, candidate.candidate_id, max_active_drop=0.5, sample_size=0)
+        map_check_publish(db, load_profile(PROFILE), SyncOptions(max_active_drop=0.5, sample_size=0), stages)
         t3 = time.perf_counter()
-    stages.update(candidate=t1 - t0, checks=t2 - t1, publish=t3 - t2, final_checkpoint=time.perf_counter() - t3)
+    stages["final_checkpoint"] = time.perf_counter() - t3
     stages["total"] = sum(stages.values())
     return stages
 
@@ -104,8 +96,7 @@ def change_one_percent(db: Database) -> None:
 
 
 def _copy(staged: Path, to: Path) -> Database:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{to}{suffix}").unlink(missing_ok=True)
+    remove_sqlite_files(to)
     shutil.copyfile(staged, to)
     return Database(f"sqlite:///{to}")
 

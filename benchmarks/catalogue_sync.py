@@ -43,7 +43,7 @@ from assets.catalogue.extract import (
     resolve_price_type,
     stock_pages,
 )
-from assets.catalogue.sync import SyncOptions, run_catalogue_sync
+from assets.catalogue.sync import SyncOptions, SyncResult, run_catalogue_sync
 from resources.onec.client import OneCClient
 from resources.onec.profile import MappingProfile, load_profile
 from resources.store.database import Database
@@ -149,6 +149,18 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)  # ~2.7 GB at 1M products: left behind, it slowed later runs' I/O
 
 
+def remove_sqlite_files(path: Path) -> None:
+    """A benchmark database with its WAL and shared-memory files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _stage_line(result: SyncResult) -> str:
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items())
+    extracts = ", ".join(f"{k} {v.seconds:.2f}s" for k, v in result.extracts.items())
+    return f"    stages: {stages} (extracts side by side: {extracts})"
+
+
 def _floors(url: str, password: str) -> tuple[float, float]:
     """(sequential, concurrent) fetch-only timings, taken back to back."""
     return fetch_floor(url, password)[0], fetch_floor(url, password, concurrent=True)[0]
@@ -173,21 +185,17 @@ def _run(args: argparse.Namespace, password: str, tmp: Path) -> int:
             floor = min(statistics.mean([before[0], after[0]]), statistics.mean([before[1], after[1]]))
             ratios.append(e2e / floor)
             products = result.publish.total
-            stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items())
-            extracts = ", ".join(f"{k} {v.seconds:.2f}s" for k, v in result.extracts.items())
             print(f"  first load {i}: floor (fetch + parse {rows:,} rows) sequential {before[0]:.2f}s / "
                   f"{after[0]:.2f}s, concurrent {before[1]:.2f}s / {after[1]:.2f}s → {floor:.2f}s, "
                   f"{products / floor:,.0f} products/s")
             print(f"    end to end into SQLite {e2e:.2f}s → {products / e2e:,.0f} products/s; "
                   f"ratio end to end / floor {e2e / floor:.2f}×")
-            print(f"    stages: {stages} (extracts side by side: {extracts})")
+            print(_stage_line(result))
             print(f"    this process's CPU: {e2e_cpu:.2f}s during the sync, {e2e_cpu / floor:.2f}× the floor "
                   f"({os.cpu_count()} cores; the simulator keeps one busy while it serves)")
             before = after
             if i < args.repeat:
-                (tmp / f"first-{i}.db").unlink(missing_ok=True)
-                for suffix in ("-wal", "-shm"):
-                    (tmp / f"first-{i}.db{suffix}").unlink(missing_ok=True)
+                remove_sqlite_files(tmp / f"first-{i}.db")
         print(f"  this process's CPU during a floor fetch: {floor_cpu:.2f}s of {floor_cpu_wall:.2f}s wall "
               f"(the rest of the fetch is the 1C side)")
         listed = ", ".join(f"{r:.2f}×" for r in ratios)
@@ -202,9 +210,7 @@ def _run(args: argparse.Namespace, password: str, tmp: Path) -> int:
         p = result2.publish
         print(f"  re-sync after {n_changed:,} products changed in 1C (1 %): {resync:.2f}s, "
               f"ratio to floor {resync / floor_c:.2f}×")
-        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result2.stage_seconds.items())
-        extracts = ", ".join(f"{k} {v.seconds:.2f}s" for k, v in result2.extracts.items())
-        print(f"    stages: {stages} (extracts side by side: {extracts})")
+        print(_stage_line(result2))
         print(f"    rows written: {p.rows_written:,} (inserted {p.inserted}, updated {p.updated}, "
               f"deactivated {p.deactivated}); unchanged rows left alone: {p.unchanged:,}")
         print(f"    written / changed in 1C: {p.rows_written / max(n_changed, 1):.2f}")

@@ -76,22 +76,32 @@ def run_extracts(client: OneCClient, profile: MappingProfile, db: Database,
     return {kind: f.result() for kind, f in futures.items()}
 
 
+def map_check_publish(db: Database, profile: MappingProfile, options: SyncOptions,
+                      stages: dict[str, float]) -> tuple[CandidateResult, list[CheckOutcome], PublishResult]:
+    """Everything after the extracts: candidate from the latest batches, blocking checks, publish.
+    The wall time of each step goes into `stages`."""
+    t0 = time.perf_counter()
+    candidate = build_candidate(db, profile, search_text=search_text)
+    t1 = time.perf_counter()
+    checks = run_candidate_checks(db, candidate.candidate_id, options.max_active_drop)
+    stages.update(candidate=t1 - t0, checks=time.perf_counter() - t1)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise CandidateCheckError("; ".join(c.description for c in failed))
+    publish = publish_candidate(db, candidate.candidate_id, max_active_drop=options.max_active_drop,
+                                sample_size=options.sample_size)
+    stages["publish"] = publish.seconds
+    return candidate, checks, publish
+
+
 def run_catalogue_sync(client: OneCClient, profile: MappingProfile, db: Database,
                        options: SyncOptions) -> SyncResult:
+    stages: dict[str, float] = {}
     with db.background_checkpoints():
         t0 = time.perf_counter()
         extracts = run_extracts(client, profile, db, options)
-        t1 = time.perf_counter()
-        candidate = build_candidate(db, profile, search_text=search_text)
-        t2 = time.perf_counter()
-        checks = run_candidate_checks(db, candidate.candidate_id, options.max_active_drop)
-        stages = {"extract": t1 - t0, "candidate": t2 - t1, "checks": time.perf_counter() - t2}
-        failed = [c for c in checks if not c.passed]
-        if failed:
-            raise CandidateCheckError("; ".join(c.description for c in failed))
-        publish = publish_candidate(db, candidate.candidate_id, max_active_drop=options.max_active_drop,
-                                    sample_size=options.sample_size)
-        stages["publish"] = publish.seconds
+        stages["extract"] = time.perf_counter() - t0
+        candidate, checks, publish = map_check_publish(db, profile, options, stages)
         t3 = time.perf_counter()
     stages["final_checkpoint"] = time.perf_counter() - t3  # the WAL the publish left, counted here
     return SyncResult(extracts, candidate, checks, publish, stages)

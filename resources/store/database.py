@@ -42,6 +42,8 @@ def as_datetime(value: datetime | str | None) -> datetime | None:
     if value is not None and value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
 _migrate_lock = threading.Lock()
 
 

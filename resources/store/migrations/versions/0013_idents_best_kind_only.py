@@ -65,7 +65,10 @@ def _replace_triggers(v2: ModuleType, index_new: str) -> None:
     )
 
 
-_RANK = "CASE {k} WHEN 'sku' THEN 4 WHEN 'barcode' THEN 3 WHEN 'article' THEN 2 ELSE 1 END"
+def _rank(kind_sql: str) -> str:
+    """Higher is better, from `_KINDS`."""
+    whens = " ".join(f"WHEN '{kind}' THEN {len(_KINDS) - i}" for i, kind in enumerate(_KINDS))
+    return f"CASE {kind_sql} {whens} END"
 
 
 def upgrade() -> None:
@@ -77,7 +80,7 @@ def upgrade() -> None:
         DELETE FROM product_idents WHERE EXISTS (
             SELECT 1 FROM product_idents b
             WHERE b.ident = product_idents.ident AND b.sku = product_idents.sku
-              AND {_RANK.format(k="b.kind")} > {_RANK.format(k="product_idents.kind")})""")
+              AND {_rank("b.kind")} > {_rank("product_idents.kind")})""")
 
 
 def downgrade() -> None:
